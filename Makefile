@@ -1,0 +1,51 @@
+# Every target installs what it needs first (.venv from requirements.lock); nothing by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: venv run run-distributed test test-fast lint fmt bench migrate lock up clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv  ## the whole suite in one process: SQLite under ./var, in-process bus, demo data, :8000
+	$(PY) -m gateway.run
+
+run-distributed: venv  ## each service + gateway as its own process on local PostgreSQL and RabbitMQ
+	$(PY) -m gateway.distributed
+
+test: venv lint  ## the whole test suite (CI runs exactly this)
+	$(PY) -m pytest
+
+test-fast: venv  ## unit and API tests only, no PostgreSQL/RabbitMQ
+	$(PY) -m pytest tests/unit tests/api
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared services gateway
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: venv  ## prints figures side by side; asserts nothing about speed
+	$(PY) -m tests.bench.run
+
+migrate: venv  ## migrate every service's database named by DATABASE_URL (created if missing)
+	$(PY) -m gateway.manage migrate
+
+lock:  ## re-pin requirements.lock from pyproject.toml
+	$(PY) -m pip install --quiet pip-tools && $(VENV)/bin/pip-compile --quiet --extra dev --strip-extras -o requirements.lock pyproject.toml
+
+up:  ## the same topology in containers (needs a Docker engine)
+	docker compose up --build
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The single public REST API: auth, routing to the services, merged OpenAPI, webhook ingress."""

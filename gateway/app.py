@@ -1,0 +1,178 @@
+"""The gateway: the one public API of the suite (see API.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from gateway import openapi
+from gateway.registry import SERVICES, factory
+from gateway.upstreams import Upstream, in_process_upstream, remote_upstream
+from shared.auth import install_dev_auth, principal_from_header
+from shared.bus import InProcessBus
+from shared.logging import configure_logging, request_id_var
+from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from shared.problems import Forbidden, NotFound, ProblemError, install_problem_handlers, problem_response
+from shared.settings import GatewaySettings
+
+FORWARDED_REQUEST_HEADERS = ("authorization", "content-type", "accept", "idempotency-key", "accept-language")
+FORWARDED_RESPONSE_HEADERS = ("content-type", "location", "retry-after", "idempotent-replayed", "content-disposition")
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class Gateway:
+    """Holds the upstreams; builds the in-process services of the embedded default."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.upstreams: dict[str, Upstream] = {}
+        self.bus: InProcessBus | None = None
+
+    def build_upstreams(self) -> None:
+        s = self.settings
+        for name in SERVICES:
+            url = s.service_url(name)
+            if url:
+                self.upstreams[name] = remote_upstream(
+                    name, url, s.upstream_timeout_seconds, s.upstream_max_connections
+                )
+                continue
+            if self.bus is None:
+                self.bus = InProcessBus(max_attempts=s.bus_max_attempts, retry_base_seconds=s.bus_retry_base_seconds)
+            app = factory(name)(s.for_service(name), bus=self.bus)
+            self.upstreams[name] = in_process_upstream(name, app, s.upstream_timeout_seconds)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for upstream in self.upstreams.values():
+                stack.push_async_callback(upstream.client.aclose)
+                if upstream.app is not None:
+                    await stack.enter_async_context(upstream.app.router.lifespan_context(upstream.app))
+            if self.bus is not None:
+                await self.bus.start()
+                stack.push_async_callback(self.bus.close)
+            for upstream in self.upstreams.values():
+                # A remote service that is not up yet has its spec loaded on its first request.
+                with contextlib.suppress(httpx.HTTPError):
+                    await upstream.load_spec()
+            yield
+
+    async def forward(self, service: str, request: Request) -> Response:
+        upstream = self.upstreams.get(service)
+        if upstream is None:
+            raise NotFound(f"no service named {service!r}")
+        await self._authorise(upstream, request)
+        headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}
+        headers["x-request-id"] = request_id_var.get() or ""
+        try:
+            answer = await upstream.client.request(
+                request.method,
+                request.url.path,
+                params=request.query_params,
+                content=await request.body(),
+                headers=headers,
+            )
+        except httpx.TimeoutException:
+            return problem_response(504, f"the {service} service did not answer in time", code="upstream-timeout")
+        except httpx.TransportError:
+            return problem_response(502, f"the {service} service is unreachable", code="upstream-unreachable")
+        return Response(
+            answer.content,
+            status_code=answer.status_code,
+            headers={h: answer.headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in answer.headers},
+        )
+
+    async def _authorise(self, upstream: Upstream, request: Request) -> None:
+        """Token and role are checked here, before anything reaches the service."""
+        try:
+            await upstream.load_spec()
+        except httpx.TimeoutException as exc:
+            raise ProblemError(
+                f"the {upstream.name} service did not answer in time", status=504, code="upstream-timeout"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ProblemError(
+                f"the {upstream.name} service is unreachable", status=502, code="upstream-unreachable"
+            ) from exc
+        operation, path_known = upstream.match(request.method, request.url.path)
+        if operation is None:
+            if path_known:
+                raise ProblemError(f"{request.method} is not allowed here", status=405, code="method-not-allowed")
+            raise NotFound(f"no such endpoint: {request.url.path}")
+        if operation.roles is None:
+            return
+        principal = principal_from_header(request.headers.get("authorization"), self.settings)
+        if principal.role not in operation.roles:
+            raise Forbidden(f"role {principal.role} may not do this; allowed: {', '.join(sorted(operation.roles))}")
+
+    async def readiness(self) -> tuple[dict[str, Any], int]:
+        async def one(upstream: Upstream) -> tuple[str, Any]:
+            try:
+                answer = await upstream.client.get("/readyz", timeout=5)
+                return upstream.name, answer.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                return upstream.name, {"status": "unreachable", "error": type(exc).__name__}
+
+        results = dict(await asyncio.gather(*(one(u) for u in self.upstreams.values())))
+        ready = all(r.get("status") == "ready" for r in results.values())
+        return {"status": "ready" if ready else "not ready", "services": results}, 200 if ready else 503
+
+    def openapi(self, app: FastAPI) -> dict[str, Any]:
+        base = get_openapi(
+            title="E-health suite API",
+            version="1.0.0",
+            routes=app.routes,
+            description="The single public API of the e-health suite: scheduling, prescriptions, "
+            "integration, notifications, pharmacy and reimbursement.",
+        )
+        specs = {name: u.spec for name, u in self.upstreams.items() if u.spec is not None}
+        return openapi.merge(base, specs)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    gateway = Gateway(settings)
+    gateway.build_upstreams()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with gateway.running():
+            yield
+
+    app = FastAPI(title="E-health suite API", version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.gateway = gateway
+    install_problem_handlers(app)
+    install_dev_auth(app, settings)
+
+    @app.get("/healthz", tags=["health"], summary="The gateway process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Every service ready (database, broker, outbox backlog)")
+    async def readyz() -> JSONResponse:
+        return JSONResponse(*await gateway.readiness())
+
+    @app.api_route("/api/v1/{service}/{path:path}", methods=METHODS, include_in_schema=False)
+    async def proxy(service: str, request: Request) -> Response:
+        return await gateway.forward(service, request)
+
+    def merged_openapi() -> dict[str, Any]:
+        return gateway.openapi(app)
+
+    app.openapi = merged_openapi  # type: ignore[method-assign]
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, overrides={"/products/import": 10 * 1024 * 1024}
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,115 @@
+"""Demo data for the embedded default, written through the gateway's own API (idempotent)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+import structlog
+
+log = structlog.get_logger("demo")
+
+DEMO_FACILITY = "demo-clinic"
+PRACTITIONERS = [
+    {"name": "lek. Anna Kowalska", "npwz": "5425740", "profession": "doctor", "poz": True},
+    {"name": "lek. Piotr Nowak", "npwz": "2234567", "profession": "doctor", "poz": True},
+    {"name": "lek. Ewa Wiśniewska (kardiolog)", "npwz": "3123456", "profession": "doctor", "poz": False},
+]
+
+
+def working_days(start: dt.date, count: int) -> list[dt.date]:
+    days: list[dt.date] = []
+    day = start
+    while len(days) < count:
+        day += dt.timedelta(days=1)
+        if day.weekday() < 5:
+            days.append(day)
+    return days
+
+
+async def seed(client: httpx.AsyncClient, today: dt.date | None = None) -> bool:
+    """Create a small clinic unless it exists; True when something was created."""
+    token = (
+        await client.post(
+            "/api/v1/auth/dev-token", json={"sub": "demo-admin", "role": "facility_admin", "facility_id": DEMO_FACILITY}
+        )
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = await client.post(f"/api/v1/scheduling{path}", json=body, headers=headers)
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+    existing = await client.get("/api/v1/scheduling/locations", headers=headers)
+    if existing.status_code == 200 and existing.json():
+        return False
+    centre = await post("/locations", {"name": "Przychodnia Centrum", "department_code": "0010"})
+    north = await post("/locations", {"name": "Filia Północ", "department_code": "0020"})
+    doctors = [await post("/practitioners", p) for p in PRACTITIONERS]
+    visit = await post("/work-types", {"name": "Wizyta POZ", "visible_online": True})
+    prescriptions = await post("/work-types", {"name": "Recepty (zamówienia)", "prescription_only": True})
+    cardiology = await post(
+        "/work-types", {"name": "Kardiologia", "visible_online": True, "cer_specialty": "cardiology"}
+    )
+    for day in working_days(today or dt.date.today(), 5):
+        d = day.isoformat()
+        await post(
+            "/schedules",
+            {
+                "practitioner_id": doctors[0]["id"],
+                "location_id": centre["id"],
+                "work_type_id": visit["id"],
+                "date": d,
+                "start_time": "08:00",
+                "end_time": "12:00",
+                "visit_minutes": 15,
+            },
+        )
+        await post(
+            "/schedules",
+            {
+                "practitioner_id": doctors[0]["id"],
+                "location_id": centre["id"],
+                "work_type_id": prescriptions["id"],
+                "date": d,
+                "start_time": "12:00",
+                "end_time": "13:00",
+                "visit_minutes": 10,
+            },
+        )
+        await post(
+            "/schedules",
+            {
+                "practitioner_id": doctors[1]["id"],
+                "location_id": north["id"],
+                "work_type_id": visit["id"],
+                "date": d,
+                "start_time": "10:00",
+                "end_time": "16:00",
+                "visit_minutes": 20,
+            },
+        )
+        await post(
+            "/schedules",
+            {
+                "practitioner_id": doctors[2]["id"],
+                "location_id": centre["id"],
+                "work_type_id": cardiology["id"],
+                "date": d,
+                "start_time": "14:00",
+                "end_time": "18:00",
+                "visit_minutes": 30,
+                "cer_published": True,
+            },
+        )
+    answer = await client.put(
+        f"/api/v1/scheduling/locations/{centre['id']}/duty-practitioner",
+        json={"practitioner_id": doctors[1]["id"]},
+        headers=headers,
+    )
+    answer.raise_for_status()
+    log.info("demo data seeded", facility=DEMO_FACILITY)
+    return True

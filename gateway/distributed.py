@@ -1,0 +1,123 @@
+"""`make run-distributed`: every service and the gateway as its own uvicorn process.
+
+Against the machine's PostgreSQL (a database per service, created if missing and migrated on
+start) and RabbitMQ. docker-compose.yml and deploy/ describe the same topology and variables.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+
+import httpx
+
+from gateway.registry import DISTRIBUTED_PORTS, SERVICES
+
+PG_BASE = os.environ.get("PG_BASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def service_environment(name: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables one service process gets (docker-compose.yml and deploy/ set the same)."""
+    env = dict(base if base is not None else os.environ)
+    env.update(
+        {
+            "SERVICE_NAME": name,
+            "DATABASE_URL": f"{PG_BASE}/ehealth_{name}",
+            "AMQP_URL": AMQP_URL,
+            "RUN_MIGRATIONS": "true",
+            "DEV_AUTH": env.get("DEV_AUTH", "true"),
+        }
+    )
+    return env
+
+
+def gateway_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(base if base is not None else os.environ)
+    env.update({f"{name.upper()}_URL": f"http://127.0.0.1:{DISTRIBUTED_PORTS[name]}" for name in SERVICES})
+    env["SERVICE_NAME"] = "gateway"
+    env["DEV_AUTH"] = env.get("DEV_AUTH", "true")
+    return env
+
+
+def uvicorn_command(target: str, port: int, workers: int = 1) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def start_all(workers: int = 1) -> list[subprocess.Popen[bytes]]:
+    processes = []
+    for name, target in SERVICES.items():
+        processes.append(
+            subprocess.Popen(uvicorn_command(target, DISTRIBUTED_PORTS[name], workers), env=service_environment(name))
+        )
+    processes.append(
+        subprocess.Popen(
+            uvicorn_command("gateway.app:create_app", DISTRIBUTED_PORTS["gateway"], workers), env=gateway_environment()
+        )
+    )
+    return processes
+
+
+def wait_ready(url: str = f"http://127.0.0.1:{DISTRIBUTED_PORTS['gateway']}/readyz", timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> None:
+    processes = start_all(int(os.environ.get("WORKERS", "1")))
+    try:
+        if wait_ready():
+            print(
+                f"\n  Distributed suite ready: gateway http://127.0.0.1:{DISTRIBUTED_PORTS['gateway']}/docs "
+                f"({', '.join(f'{n} :{DISTRIBUTED_PORTS[n]}' for n in SERVICES)}). Ctrl-C stops it.\n",
+                flush=True,
+            )
+        else:
+            print("  the suite did not become ready in 60 s; see the logs above", flush=True)
+        while all(p.poll() is None for p in processes):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all(processes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""`make run`: the whole suite in one process on embedded defaults, gateway on :8000."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from gateway import demo
+from gateway.app import create_app
+from shared.settings import GatewaySettings
+
+BANNER = """
+  E-health suite (embedded: one process, SQLite under ./var, in-process event bus, demo data)
+
+  API docs:   http://{host}:{port}/docs        OpenAPI: http://{host}:{port}/openapi.json
+  Readiness:  http://{host}:{port}/readyz
+
+  A development token (demo clinic administrator):
+    curl -s -X POST http://{host}:{port}/api/v1/auth/dev-token -H 'Content-Type: application/json' \\
+         -d '{{"sub": "me", "role": "facility_admin", "facility_id": "{facility}"}}'
+  then:  curl -H "Authorization: Bearer <access_token>" http://{host}:{port}/api/v1/scheduling/slots
+"""
+
+
+def embedded_app(settings: GatewaySettings) -> FastAPI:
+    app = create_app(settings)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan_with_demo(a: FastAPI) -> AsyncIterator[None]:
+        async with inner(a):
+            if settings.seed_demo_data:
+                transport = httpx.ASGITransport(app=a)
+                async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                    await demo.seed(client)
+            yield
+
+    app.router.lifespan_context = lifespan_with_demo
+    return app
+
+
+def main() -> None:
+    os.environ.setdefault("SEED_DEMO_DATA", "true")
+    os.environ.setdefault("LOG_JSON", "false")
+    settings = GatewaySettings()
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+    print(BANNER.format(host=host, port=port, facility=demo.DEMO_FACILITY), flush=True)
+    uvicorn.run(embedded_app(settings), host=host, port=port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()

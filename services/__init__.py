@@ -1,0 +1,1 @@
+"""The suite's services; each package is one service with its own database."""

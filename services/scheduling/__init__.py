@@ -1,0 +1,1 @@
+"""Scheduling: locations, practitioners, work-hour types, schedules cut into slots, bookings."""

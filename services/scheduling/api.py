@@ -1,0 +1,196 @@
+"""Scheduling HTTP API: parse, authorise, call a use case, shape the answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+
+from services.scheduling import schemas, service
+from services.scheduling.models import Booking, Location, Practitioner, WorkType
+from shared.app import ContextDep
+from shared.auth import CurrentPrincipal, Principal, Role, allow
+from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound, Unprocessable
+
+router = APIRouter(prefix="/api/v1/scheduling", tags=["scheduling"], responses=PROBLEM_RESPONSES)
+
+ADMIN = (Role.facility_admin,)
+STAFF = (Role.facility_admin, Role.registrar)
+CLINIC = (Role.facility_admin, Role.registrar, Role.practitioner, Role.partner)
+BOOKERS = (Role.facility_admin, Role.registrar, Role.partner, Role.patient)
+
+
+def _tz(ctx: ContextDep) -> ZoneInfo:
+    return ZoneInfo(ctx.settings.timezone)
+
+
+def _local_day_start(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+
+
+# ----------------------------------------------------------------------------- reference data
+
+
+@router.post("/locations", status_code=201, response_model=schemas.LocationOut, **allow(*ADMIN))
+async def create_location(body: schemas.LocationIn, ctx: ContextDep, who: CurrentPrincipal) -> Location:
+    async with ctx.uow() as uow:
+        return await service.create_location(uow, who.require_facility(), body)
+
+
+@router.get("/locations", response_model=list[schemas.LocationOut], **allow(*CLINIC, Role.patient))
+async def list_locations(ctx: ContextDep, who: CurrentPrincipal) -> list[Location]:
+    async with ctx.sessions() as session:
+        return list(await service.list_rows(session, Location, who.require_facility()))
+
+
+@router.get("/locations/{location_id}", response_model=schemas.LocationOut, **allow(*CLINIC, Role.patient))
+async def get_location(location_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> Location:
+    async with ctx.sessions() as session:
+        return await service.get_owned(
+            session,
+            Location,
+            location_id,
+            who.require_facility(),
+            "location",
+        )
+
+
+@router.put("/locations/{location_id}/duty-practitioner", response_model=schemas.LocationOut, **allow(*STAFF))
+async def set_duty_practitioner(
+    location_id: uuid.UUID, body: schemas.DutyPractitionerIn, ctx: ContextDep, who: CurrentPrincipal
+) -> Location:
+    async with ctx.uow() as uow:
+        return await service.set_duty_practitioner(uow, who.require_facility(), location_id, body.practitioner_id)
+
+
+@router.post("/practitioners", status_code=201, response_model=schemas.PractitionerOut, **allow(*ADMIN))
+async def create_practitioner(body: schemas.PractitionerIn, ctx: ContextDep, who: CurrentPrincipal) -> Practitioner:
+    async with ctx.uow() as uow:
+        return await service.create_practitioner(uow, who.require_facility(), body)
+
+
+@router.get("/practitioners", response_model=list[schemas.PractitionerOut], **allow(*CLINIC, Role.patient))
+async def list_practitioners(
+    ctx: ContextDep, who: CurrentPrincipal, npwz: Annotated[str | None, Query(max_length=8)] = None
+) -> list[Practitioner]:
+    async with ctx.sessions() as session:
+        return list(await service.list_rows(session, Practitioner, who.require_facility(), npwz=npwz))
+
+
+@router.post("/work-types", status_code=201, response_model=schemas.WorkTypeOut, **allow(*ADMIN))
+async def create_work_type(body: schemas.WorkTypeIn, ctx: ContextDep, who: CurrentPrincipal) -> WorkType:
+    async with ctx.uow() as uow:
+        return await service.create_work_type(uow, who.require_facility(), body)
+
+
+@router.get("/work-types", response_model=list[schemas.WorkTypeOut], **allow(*CLINIC, Role.patient))
+async def list_work_types(ctx: ContextDep, who: CurrentPrincipal) -> list[WorkType]:
+    async with ctx.sessions() as session:
+        rows = await service.list_rows(session, WorkType, who.require_facility())
+        return [w for w in rows if who.role != Role.patient or w.visible_online]
+
+
+# ----------------------------------------------------------------------------- schedules and slots
+
+
+@router.post("/schedules", status_code=201, response_model=schemas.ScheduleOut, **allow(*STAFF))
+async def create_schedule(body: schemas.ScheduleIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ScheduleOut:
+    async with ctx.uow() as uow:
+        schedule, count = await service.create_schedule(uow, who.require_facility(), body, _tz(ctx))
+    return schemas.ScheduleOut(id=schedule.id, slots_created=count)
+
+
+@router.get("/slots", response_model=list[schemas.SlotOut], **allow(*CLINIC, Role.patient))
+async def search_slots(
+    ctx: ContextDep,
+    who: CurrentPrincipal,
+    practitioner_id: uuid.UUID | None = None,
+    location_id: uuid.UUID | None = None,
+    work_type_id: uuid.UUID | None = None,
+    date_from: dt.date | None = None,
+    date_to: Annotated[dt.date | None, Query(description="inclusive")] = None,
+    status: schemas.SlotStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+) -> list[schemas.SlotOut]:
+    if date_from and date_to and date_to < date_from:
+        raise Unprocessable.field("query.date_to", "must not be before date_from")
+    tz = _tz(ctx)
+    async with ctx.sessions() as session:
+        return await service.search_slots(
+            session,
+            who.require_facility(),
+            practitioner_id=practitioner_id,
+            location_id=location_id,
+            work_type_id=work_type_id,
+            start_from=_local_day_start(date_from, tz) if date_from else None,
+            start_before=_local_day_start(date_to + dt.timedelta(days=1), tz) if date_to else None,
+            # A patient sees only free slots of work offered online.
+            status=schemas.SlotStatus.free if who.role == Role.patient else status,
+            online_only=who.role == Role.patient,
+            limit=limit,
+        )
+
+
+# ----------------------------------------------------------------------------- bookings
+
+
+def _patient_rules(who: Principal, body: schemas.BookingIn) -> None:
+    if who.role != Role.patient:
+        return
+    if body.patient_pesel != who.pesel:
+        raise Forbidden("a patient may book only for themself")
+    if body.source != schemas.BookingSource.portal:
+        raise Unprocessable.field("body.source", "a patient books through the portal (source 'portal')")
+
+
+async def _booking_out(ctx: ContextDep, booking: Booking) -> schemas.BookingOut:
+    async with ctx.sessions() as session:
+        start = await service.booking_start(session, booking)
+    out = schemas.BookingOut.model_validate(booking)
+    return out.model_copy(update={"start": start})
+
+
+@router.post(
+    "/bookings",
+    status_code=201,
+    response_model=schemas.BookingOut,
+    responses={409: {"description": "the slot is already booked"}},
+    **allow(*BOOKERS),
+)
+async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
+    _patient_rules(who, body)
+    async with ctx.uow() as uow:
+        booking = await service.book(uow, who.require_facility(), body, online_only=who.role == Role.patient)
+    return await _booking_out(ctx, booking)
+
+
+@router.get("/bookings/{booking_id}", response_model=schemas.BookingOut, **allow(*CLINIC, Role.patient))
+async def get_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
+    async with ctx.sessions() as session:
+        booking: Booking = await service.get_owned(session, Booking, booking_id, who.require_facility(), "booking")
+    if who.role == Role.patient and booking.patient_pesel != who.pesel:
+        raise NotFound(f"booking {booking_id} not found")
+    return await _booking_out(ctx, booking)
+
+
+@router.post("/bookings/{booking_id}/cancel", response_model=schemas.BookingOut, **allow(*BOOKERS))
+async def cancel_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
+    async with ctx.uow() as uow:
+        booking = await service.cancel(
+            uow, who.require_facility(), booking_id, patient_pesel=who.pesel if who.role == Role.patient else None
+        )
+    return await _booking_out(ctx, booking)
+
+
+# ----------------------------------------------------------------------------- absences
+
+
+@router.post("/practitioners/{practitioner_id}/absences", response_model=schemas.AbsenceOut, **allow(*STAFF))
+async def record_absence(
+    practitioner_id: uuid.UUID, body: schemas.AbsenceIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.AbsenceOut:
+    async with ctx.uow() as uow:
+        return await service.record_absence(uow, who.require_facility(), practitioner_id, body, _tz(ctx))

@@ -1,0 +1,112 @@
+"""Scheduling rules as plain functions: slot cutting, overlap, reassignment on absence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+MIN_VISIT_MINUTES = 5
+MAX_VISIT_MINUTES = 480
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be cut; ``field`` names the input at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: dt.datetime
+    end: dt.datetime
+
+    def overlaps(self, other: Interval) -> bool:
+        """Half-open intervals: one ending at 10:00 and one starting at 10:00 do not overlap."""
+        return self.start < other.end and other.start < self.end
+
+
+def cut_slots(day: dt.date, start: dt.time, end: dt.time, visit_minutes: int, tz: ZoneInfo) -> list[Interval]:
+    """Cut a working time into visits of ``visit_minutes`` (wall-clock time at the facility).
+
+    A remainder shorter than one visit at the end is not a slot (08:00-09:10 by 20 min gives three
+    slots). Instants are timezone-aware, so a schedule on a DST-change day stays correct.
+    """
+    if not MIN_VISIT_MINUTES <= visit_minutes <= MAX_VISIT_MINUTES:
+        raise ScheduleError("visit_minutes", f"must be between {MIN_VISIT_MINUTES} and {MAX_VISIT_MINUTES}")
+    if end <= start:
+        raise ScheduleError("end_time", "must be after start_time")
+    first = dt.datetime.combine(day, start)
+    last = dt.datetime.combine(day, end)
+    step = dt.timedelta(minutes=visit_minutes)
+    if last - first < step:
+        raise ScheduleError("end_time", f"the working time is shorter than one visit of {visit_minutes} minutes")
+    slots = []
+    cursor = first
+    while cursor + step <= last:
+        # Wall-clock arithmetic, then localise: 08:00 + 20 min is 08:20 on the clock on any day.
+        slots.append(Interval(_local(cursor, tz), _local(cursor + step, tz)))
+        cursor += step
+    return [s for s in slots if s.end > s.start]
+
+
+def _local(naive: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    return naive.replace(tzinfo=tz).astimezone(dt.UTC)
+
+
+def first_overlap(new: Sequence[Interval], existing: Iterable[Interval]) -> Interval | None:
+    """The first existing interval that any new one overlaps (the database enforces the same)."""
+    for old in existing:
+        if any(old.overlaps(n) for n in new):
+            return old
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    slot_id: str
+    practitioner_id: str
+    location_id: str
+    work_type_id: str
+    start: dt.datetime
+
+
+@dataclass(frozen=True)
+class BookedVisit:
+    booking_id: str
+    location_id: str
+    work_type_id: str
+    start: dt.datetime
+
+
+def reassignment_candidates(
+    visit: BookedVisit, free_slots: Iterable[Candidate], absent_practitioner_id: str, taken: set[str]
+) -> list[Candidate]:
+    """Free slots a booking may move to: same location, start and work type, another practitioner.
+
+    Ordered so the choice is stable (by practitioner, then slot id); ``taken`` holds slots already
+    promised to other bookings of the same absence.
+    """
+    suitable = [
+        c
+        for c in free_slots
+        if c.location_id == visit.location_id
+        and c.work_type_id == visit.work_type_id
+        and c.start == visit.start
+        and c.practitioner_id != absent_practitioner_id
+        and c.slot_id not in taken
+    ]
+    return sorted(suitable, key=lambda c: (c.practitioner_id, c.slot_id))
+
+
+def absence_window(date_from: dt.date, date_to: dt.date, tz: ZoneInfo) -> Interval:
+    """The instants an absence covers: from the start of the first day to the end of the last."""
+    if date_to < date_from:
+        raise ScheduleError("date_to", "must not be before date_from")
+    start = dt.datetime.combine(date_from, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+    return Interval(start, end)

@@ -1,0 +1,64 @@
+"""Events the scheduling service publishes (consumers import the payloads from here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import ClassVar
+
+from shared.events import EventPayload
+
+
+class BookingCreated(EventPayload):
+    event_type: ClassVar[str] = "scheduling.booking.created"
+    booking_id: uuid.UUID
+    slot_id: uuid.UUID
+    practitioner_id: uuid.UUID
+    location_id: uuid.UUID
+    work_type_id: uuid.UUID
+    start: dt.datetime
+    end: dt.datetime
+    patient_pesel: str
+    source: str
+    cer_published: bool
+
+
+class BookingCancelled(EventPayload):
+    event_type: ClassVar[str] = "scheduling.booking.cancelled"
+    booking_id: uuid.UUID
+    slot_id: uuid.UUID
+    patient_pesel: str
+    start: dt.datetime
+    cer_published: bool
+
+
+class BookingMoved(EventPayload):
+    event_type: ClassVar[str] = "scheduling.booking.moved"
+    booking_id: uuid.UUID
+    old_slot_id: uuid.UUID
+    new_slot_id: uuid.UUID
+    new_practitioner_id: uuid.UUID
+    patient_pesel: str
+    start: dt.datetime
+
+
+class BookingNeedsRescheduling(EventPayload):
+    """The practitioner is absent and no colleague is free: the patient must be asked."""
+
+    event_type: ClassVar[str] = "scheduling.booking.needs_rescheduling"
+    booking_id: uuid.UUID
+    slot_id: uuid.UUID
+    patient_pesel: str
+    start: dt.datetime
+
+
+class SchedulePublished(EventPayload):
+    event_type: ClassVar[str] = "scheduling.schedule.published"
+    schedule_id: uuid.UUID
+    practitioner_id: uuid.UUID
+    location_id: uuid.UUID
+    work_type_id: uuid.UUID
+    date: dt.date
+    slot_ids: list[uuid.UUID]
+    cer_published: bool
+    cer_specialty: str | None

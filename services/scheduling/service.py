@@ -1,0 +1,419 @@
+"""Scheduling use cases: each is one transaction, with its events written to the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scheduling import domain, events, schemas
+from services.scheduling.models import (
+    BOOKED,
+    CANCELLED,
+    NEEDS_RESCHEDULING,
+    Absence,
+    Booking,
+    Location,
+    Practitioner,
+    Schedule,
+    Slot,
+    WorkType,
+)
+from shared.db import utcnow
+from shared.outbox import UnitOfWork
+from shared.problems import Conflict, FieldError, NotFound, Unprocessable
+
+# How each backend names the violated rule in its error (SQLite names columns, not the index).
+SLOT_OVERLAP = ("ex_slots_practitioner_time",)
+ACTIVE_BOOKING = ("uq_bookings_active_slot", "UNIQUE constraint failed: bookings.slot_id")
+Row = TypeVar("Row")
+
+
+def _violated(exc: IntegrityError, markers: tuple[str, ...]) -> bool:
+    return any(marker in str(exc.orig) for marker in markers)
+
+
+async def _owned(
+    session: AsyncSession, model: type[Row], ident: uuid.UUID, facility_id: str, what: str, field: str | None = None
+) -> Row:
+    """The row if it exists and belongs to the facility; another facility's row is "not found"."""
+    row = await session.get(model, ident)
+    if row is None or getattr(row, "facility_id", None) != facility_id:
+        if field is not None:
+            raise Unprocessable.field(
+                field, f"no {what} with this id in your facility", detail=f"{what} {ident} not found"
+            )
+        raise NotFound(f"{what} {ident} not found")
+    return row
+
+
+# ----------------------------------------------------------------------------- reference data
+
+
+async def create_location(uow: UnitOfWork, facility_id: str, data: schemas.LocationIn) -> Location:
+    location = Location(facility_id=facility_id, name=data.name, department_code=data.department_code)
+    uow.session.add(location)
+    await uow.commit()
+    return location
+
+
+async def create_practitioner(uow: UnitOfWork, facility_id: str, data: schemas.PractitionerIn) -> Practitioner:
+    practitioner = Practitioner(facility_id=facility_id, **data.model_dump())
+    uow.session.add(practitioner)
+    try:
+        await uow.commit()
+    except IntegrityError as exc:
+        raise Conflict(
+            "a practitioner with this NPWZ already exists in your facility",
+            errors=[FieldError(field="body.npwz", message="already used in your facility")],
+        ) from exc
+    return practitioner
+
+
+async def create_work_type(uow: UnitOfWork, facility_id: str, data: schemas.WorkTypeIn) -> WorkType:
+    work_type = WorkType(facility_id=facility_id, **data.model_dump())
+    uow.session.add(work_type)
+    await uow.commit()
+    return work_type
+
+
+async def list_rows(session: AsyncSession, model: type[Any], facility_id: str, **filters: Any) -> Sequence[Any]:
+    query = sa.select(model).where(model.facility_id == facility_id)
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(getattr(model, column) == value)
+    return (await session.scalars(query.order_by(model.created_at, model.id))).all()
+
+
+async def get_owned(session: AsyncSession, model: type[Row], ident: uuid.UUID, facility_id: str, what: str) -> Row:
+    return await _owned(session, model, ident, facility_id, what)
+
+
+async def set_duty_practitioner(
+    uow: UnitOfWork, facility_id: str, location_id: uuid.UUID, practitioner_id: uuid.UUID
+) -> Location:
+    location = await _owned(uow.session, Location, location_id, facility_id, "location")
+    await _owned(uow.session, Practitioner, practitioner_id, facility_id, "practitioner", "body.practitioner_id")
+    location.duty_practitioner_id = practitioner_id
+    await uow.commit()
+    return location
+
+
+# ----------------------------------------------------------------------------- schedules and slots
+
+
+async def create_schedule(
+    uow: UnitOfWork, facility_id: str, data: schemas.ScheduleIn, tz: ZoneInfo
+) -> tuple[Schedule, int]:
+    session = uow.session
+    practitioner = await _owned(
+        session, Practitioner, data.practitioner_id, facility_id, "practitioner", "body.practitioner_id"
+    )
+    await _owned(session, Location, data.location_id, facility_id, "location", "body.location_id")
+    work_type = await _owned(session, WorkType, data.work_type_id, facility_id, "work type", "body.work_type_id")
+    try:
+        intervals = domain.cut_slots(data.date, data.start_time, data.end_time, data.visit_minutes, tz)
+    except domain.ScheduleError as exc:
+        raise Unprocessable.field(f"body.{exc.field}", exc.message) from exc
+    schedule = Schedule(facility_id=facility_id, **data.model_dump())
+    session.add(schedule)
+    await session.flush()
+    slots = [
+        Slot(
+            id=uuid.uuid4(),
+            facility_id=facility_id,
+            schedule_id=schedule.id,
+            practitioner_id=practitioner.id,
+            location_id=data.location_id,
+            work_type_id=data.work_type_id,
+            start_at=i.start,
+            end_at=i.end,
+        )
+        for i in intervals
+    ]
+    session.add_all(slots)
+    uow.emit(
+        events.SchedulePublished(
+            schedule_id=schedule.id,
+            practitioner_id=practitioner.id,
+            location_id=data.location_id,
+            work_type_id=data.work_type_id,
+            date=data.date,
+            slot_ids=[s.id for s in slots],
+            cer_published=data.cer_published,
+            cer_specialty=work_type.cer_specialty,
+        ),
+        facility_id=facility_id,
+    )
+    try:
+        await uow.commit()
+    except IntegrityError as exc:
+        if _violated(exc, SLOT_OVERLAP):
+            raise Conflict(
+                "the schedule overlaps slots this practitioner already has",
+                code="schedule-overlap",
+                errors=[FieldError(field="body.start_time", message="overlaps an existing schedule")],
+            ) from exc
+        raise
+    return schedule, len(slots)
+
+
+def slot_status(slot: Slot, booked: bool) -> schemas.SlotStatus:
+    if booked:
+        return schemas.SlotStatus.booked
+    return schemas.SlotStatus.free if slot.available else schemas.SlotStatus.unavailable
+
+
+async def search_slots(
+    session: AsyncSession,
+    facility_id: str,
+    *,
+    practitioner_id: uuid.UUID | None,
+    location_id: uuid.UUID | None,
+    work_type_id: uuid.UUID | None,
+    start_from: dt.datetime | None,
+    start_before: dt.datetime | None,
+    status: schemas.SlotStatus | None,
+    online_only: bool,
+    limit: int,
+) -> list[schemas.SlotOut]:
+    active = sa.select(Booking.slot_id).where(Booking.status == BOOKED).subquery()
+    is_booked = Slot.id.in_(sa.select(active.c.slot_id))
+    query = sa.select(Slot, is_booked.label("booked")).where(Slot.facility_id == facility_id)
+    for column, value in (
+        (Slot.practitioner_id, practitioner_id),
+        (Slot.location_id, location_id),
+        (Slot.work_type_id, work_type_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if start_from is not None:
+        query = query.where(Slot.start_at >= start_from)
+    if start_before is not None:
+        query = query.where(Slot.start_at < start_before)
+    if status == schemas.SlotStatus.booked:
+        query = query.where(is_booked)
+    elif status == schemas.SlotStatus.free:
+        query = query.where(~is_booked, Slot.available.is_(True))
+    elif status == schemas.SlotStatus.unavailable:
+        query = query.where(~is_booked, Slot.available.is_(False))
+    if online_only:
+        query = query.where(
+            Slot.work_type_id.in_(
+                sa.select(WorkType.id).where(WorkType.facility_id == facility_id, WorkType.visible_online.is_(True))
+            )
+        )
+    rows = (await session.execute(query.order_by(Slot.start_at, Slot.id).limit(limit))).all()
+    return [
+        schemas.SlotOut(
+            id=s.id,
+            practitioner_id=s.practitioner_id,
+            location_id=s.location_id,
+            work_type_id=s.work_type_id,
+            start=s.start_at,
+            end=s.end_at,
+            status=slot_status(s, bool(b)),
+        )
+        for s, b in rows
+    ]
+
+
+# ----------------------------------------------------------------------------- bookings
+
+
+async def _schedule_published_to_cer(session: AsyncSession, slot: Slot) -> bool:
+    return bool(await session.scalar(sa.select(Schedule.cer_published).where(Schedule.id == slot.schedule_id)))
+
+
+async def book(uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, *, online_only: bool = False) -> Booking:
+    session = uow.session
+    slot: Slot = await _owned(session, Slot, data.slot_id, facility_id, "slot", "body.slot_id")
+    if online_only and not await session.scalar(
+        sa.select(WorkType.visible_online).where(WorkType.id == slot.work_type_id)
+    ):
+        raise Unprocessable.field("body.slot_id", "this slot is not offered online")
+    if not slot.available:
+        raise Conflict("the slot is not available (the practitioner is absent)", code="slot-unavailable")
+    cer_published = await _schedule_published_to_cer(session, slot)
+    booking = Booking(
+        id=uuid.uuid4(),
+        facility_id=facility_id,
+        slot_id=slot.id,
+        patient_pesel=data.patient_pesel,
+        source=data.source,
+        status=BOOKED,
+    )
+    session.add(booking)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if _violated(exc, ACTIVE_BOOKING):
+            raise Conflict("the slot is already booked", code="slot-taken") from exc
+        raise
+    uow.emit(
+        events.BookingCreated(
+            booking_id=booking.id,
+            slot_id=slot.id,
+            practitioner_id=slot.practitioner_id,
+            location_id=slot.location_id,
+            work_type_id=slot.work_type_id,
+            start=slot.start_at,
+            end=slot.end_at,
+            patient_pesel=data.patient_pesel,
+            source=data.source,
+            cer_published=cer_published,
+        ),
+        facility_id=facility_id,
+    )
+    await uow.commit()
+    return booking
+
+
+async def cancel(
+    uow: UnitOfWork, facility_id: str, booking_id: uuid.UUID, *, patient_pesel: str | None = None
+) -> Booking:
+    session = uow.session
+    booking: Booking = await _owned(session, Booking, booking_id, facility_id, "booking")
+    if patient_pesel is not None and booking.patient_pesel != patient_pesel:
+        raise NotFound(f"booking {booking_id} not found")
+    if booking.status == CANCELLED:
+        return booking  # cancelling twice is harmless and tells the same story
+    # Conditional update: of two concurrent cancellations only one emits the event.
+    result = await session.execute(
+        sa.update(Booking)
+        .where(Booking.id == booking_id, Booking.status != CANCELLED)
+        .values(status=CANCELLED, cancelled_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        await session.refresh(booking)
+        return booking
+    slot: Slot = await session.get_one(Slot, booking.slot_id)
+    uow.emit(
+        events.BookingCancelled(
+            booking_id=booking.id,
+            slot_id=slot.id,
+            patient_pesel=booking.patient_pesel,
+            start=slot.start_at,
+            cer_published=await _schedule_published_to_cer(session, slot),
+        ),
+        facility_id=facility_id,
+    )
+    await uow.commit()
+    await session.refresh(booking)
+    return booking
+
+
+async def booking_start(session: AsyncSession, booking: Booking) -> dt.datetime:
+    slot = await session.get_one(Slot, booking.slot_id)
+    return slot.start_at
+
+
+# ----------------------------------------------------------------------------- absences
+
+
+async def record_absence(
+    uow: UnitOfWork, facility_id: str, practitioner_id: uuid.UUID, data: schemas.AbsenceIn, tz: ZoneInfo
+) -> schemas.AbsenceOut:
+    session = uow.session
+    await _owned(session, Practitioner, practitioner_id, facility_id, "practitioner")
+    window = domain.absence_window(data.date_from, data.date_to, tz)
+    session.add(
+        Absence(
+            facility_id=facility_id, practitioner_id=practitioner_id, date_from=data.date_from, date_to=data.date_to
+        )
+    )
+    in_window = (
+        (Slot.practitioner_id == practitioner_id) & (Slot.start_at >= window.start) & (Slot.start_at < window.end)
+    )
+    affected = (
+        await session.execute(
+            sa.select(Booking, Slot)
+            .join(Slot, Slot.id == Booking.slot_id)
+            .where(in_window, Booking.status == BOOKED)
+            .order_by(Slot.start_at, Booking.id)
+        )
+    ).all()
+    await session.execute(
+        sa.update(Slot).where(in_window).values(available=False).execution_options(synchronize_session=False)
+    )
+    free = await _free_candidates(session, facility_id, [slot.start_at for _, slot in affected], practitioner_id)
+    result = schemas.AbsenceOut(reassigned=[], needs_rescheduling=[])
+    taken: set[str] = set()
+    for booking, slot in affected:
+        visit = domain.BookedVisit(str(booking.id), str(slot.location_id), str(slot.work_type_id), slot.start_at)
+        moved_to = await _move_to_first_free(
+            uow, booking, slot, domain.reassignment_candidates(visit, free, str(practitioner_id), taken)
+        )
+        if moved_to is not None:
+            taken.add(str(moved_to.id))
+            result.reassigned.append(schemas.Reassignment(booking_id=booking.id, new_slot_id=moved_to.id))
+        else:
+            booking.status = NEEDS_RESCHEDULING
+            uow.emit(
+                events.BookingNeedsRescheduling(
+                    booking_id=booking.id, slot_id=slot.id, patient_pesel=booking.patient_pesel, start=slot.start_at
+                ),
+                facility_id=facility_id,
+            )
+            result.needs_rescheduling.append(booking.id)
+    await uow.commit()
+    return result
+
+
+async def _free_candidates(
+    session: AsyncSession, facility_id: str, starts: list[dt.datetime], absent_id: uuid.UUID
+) -> list[domain.Candidate]:
+    if not starts:
+        return []
+    booked = sa.select(Booking.slot_id).where(Booking.status == BOOKED)
+    rows = (
+        await session.scalars(
+            sa.select(Slot).where(
+                Slot.facility_id == facility_id,
+                Slot.start_at.in_(starts),
+                Slot.available.is_(True),
+                Slot.practitioner_id != absent_id,
+                Slot.id.not_in(booked),
+            )
+        )
+    ).all()
+    return [
+        domain.Candidate(str(s.id), str(s.practitioner_id), str(s.location_id), str(s.work_type_id), s.start_at)
+        for s in rows
+    ]
+
+
+async def _move_to_first_free(
+    uow: UnitOfWork, booking: Booking, old: Slot, candidates: list[domain.Candidate]
+) -> Slot | None:
+    """Try the candidates in order; a slot booked meanwhile by someone else is skipped."""
+    session = uow.session
+    for candidate in candidates:
+        new_slot = await session.get_one(Slot, uuid.UUID(candidate.slot_id))
+        try:
+            async with session.begin_nested():
+                booking.slot_id = new_slot.id
+                await session.flush()
+        except IntegrityError:
+            booking.slot_id = old.id
+            continue
+        uow.emit(
+            events.BookingMoved(
+                booking_id=booking.id,
+                old_slot_id=old.id,
+                new_slot_id=new_slot.id,
+                new_practitioner_id=new_slot.practitioner_id,
+                patient_pesel=booking.patient_pesel,
+                start=new_slot.start_at,
+            ),
+            facility_id=booking.facility_id,
+        )
+        return new_slot
+    return None

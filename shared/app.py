@@ -1,0 +1,191 @@
+"""The house every service lives in: middleware, errors, health, database, bus and outbox relay.
+
+A service's ``app.py`` calls ``build_service_app`` with its routers, tables and event handlers;
+everything else is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.bus import EventBus, create_bus
+from shared.db import create_engine, migrate, session_factory
+from shared.idempotency import IdempotencyMiddleware
+from shared.logging import configure_logging
+from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from shared.outbox import OutboxRelay, UnitOfWork
+from shared.problems import install_problem_handlers
+from shared.settings import Settings
+
+
+@dataclass
+class ServiceContext:
+    """What a running service holds: its database, its bus and its outbox relay."""
+
+    name: str
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    bus: EventBus
+    outbox_model: type[Any]
+    inbox_model: type[Any]
+    relay: OutboxRelay
+    owns_bus: bool
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.outbox_model, on_commit=self.relay.wake)
+
+
+def service_context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[ServiceContext, Depends(service_context)]
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    title: str
+    migrations_dir: Path
+    outbox_model: type[Any]
+    inbox_model: type[Any]
+    idempotency_model: type[Any]
+    routers: Sequence[APIRouter]
+    subscribe: Callable[[ServiceContext], None] | None = None
+    on_started: Callable[[ServiceContext], Awaitable[None]] | None = None
+    body_limit_overrides: dict[str, int] = field(default_factory=dict)
+
+
+def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
+    settings = settings if settings.service_name == definition.name else settings.for_service(definition.name)
+    configure_logging(settings.log_level, json=settings.log_json)
+    url = settings.resolved_database_url
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    owns_bus = bus is None
+    the_bus = bus or create_bus(
+        settings.amqp_url,
+        exchange=settings.events_exchange,
+        max_attempts=settings.bus_max_attempts,
+        retry_base_seconds=settings.bus_retry_base_seconds,
+        prefetch=settings.bus_prefetch,
+    )
+    relay = OutboxRelay(
+        sessions,
+        definition.outbox_model,
+        the_bus,
+        poll_seconds=settings.outbox_poll_seconds,
+        batch_size=settings.outbox_batch_size,
+    )
+    ctx = ServiceContext(
+        definition.name,
+        settings,
+        engine,
+        sessions,
+        the_bus,
+        definition.outbox_model,
+        definition.inbox_model,
+        relay,
+        owns_bus,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.run_migrations:
+            await migrate(definition.migrations_dir, url)
+        if definition.subscribe is not None:
+            definition.subscribe(ctx)
+        if owns_bus:
+            await _start_bus_when_reachable(the_bus)
+        relay.start()
+        if definition.on_started is not None:
+            await definition.on_started(ctx)
+        try:
+            yield
+        finally:
+            await relay.stop()
+            if owns_bus:
+                await the_bus.close()
+            await engine.dispose()
+
+    app = FastAPI(title=definition.title, version="1.0.0", lifespan=lifespan, root_path_in_servers=False)
+    app.state.settings = settings
+    app.state.ctx = ctx
+    install_problem_handlers(app)
+    for router in definition.routers:
+        app.include_router(router)
+    app.include_router(health_router())
+    app.add_middleware(IdempotencyMiddleware, sessions=sessions, model=definition.idempotency_model, settings=settings)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=definition.body_limit_overrides
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def _start_bus_when_reachable(bus: EventBus) -> None:
+    """A service starts even while the broker is down; its outbox keeps events until it is back."""
+    try:
+        await asyncio.wait_for(bus.start(), timeout=15)
+    except Exception:
+        task = asyncio.create_task(_retry_bus_start(bus))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def _retry_bus_start(bus: EventBus) -> None:
+    delay = 1.0
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await asyncio.wait_for(bus.start(), timeout=15)
+            return
+        except Exception:
+            delay = min(delay * 2, 30.0)
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Database and broker reachable; outbox backlog")
+    async def readyz(ctx: ContextDep) -> JSONResponse:
+        return JSONResponse(*await readiness(ctx))
+
+    return router
+
+
+async def readiness(ctx: ServiceContext) -> tuple[dict[str, Any], int]:
+    checks: dict[str, Any] = {}
+    try:
+        async with ctx.engine.connect() as conn:
+            await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), timeout=3)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["broker"] = "ok" if await ctx.bus.ready() else "unreachable"
+    try:
+        checks["outbox_backlog"] = await ctx.relay.backlog()
+    except Exception:
+        checks["outbox_backlog"] = None
+    ready = checks["database"] == "ok" and checks["broker"] == "ok"
+    return {"status": "ready" if ready else "not ready", "service": ctx.name, "checks": checks}, (200 if ready else 503)

@@ -1,0 +1,423 @@
+"""The event bus: one interface, two transports (RabbitMQ and in-process).
+
+Both give at-least-once delivery to every subscription, retry a failing handler with exponential
+backoff and, after ``max_attempts``, park the message in a dead-letter queue an operator can read
+and replay. Handlers must therefore be idempotent (see ``shared.inbox``).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import fnmatch
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared.events import Envelope
+from shared.logging import bind_request_id
+
+Handler = Callable[[Envelope], Awaitable[None]]
+log = structlog.get_logger("bus")
+
+DEAD_LETTER_EXCHANGE = "ehealth.dead-letter"
+ATTEMPT_HEADER = "x-attempt"
+
+
+def backoff_delays(base_seconds: float, max_attempts: int) -> list[float]:
+    """Delay before each retry: base, 4×base, 16×base… capped at five minutes."""
+    return [min(base_seconds * 4**i, 300.0) for i in range(max_attempts - 1)]
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    """Topic match with AMQP semantics for the patterns we use: `*` one word, `#` any rest."""
+    if pattern.endswith(".#"):
+        return event_type == pattern[:-2] or event_type.startswith(pattern[:-1])
+    return fnmatch.fnmatchcase(event_type.replace(".", "/"), pattern.replace(".", "/"))
+
+
+@dataclass
+class Subscription:
+    name: str  # unique per consumer, e.g. "notifications.booking-created"
+    patterns: Sequence[str]
+    handler: Handler
+
+
+class EventBus(abc.ABC):
+    def __init__(self, *, max_attempts: int, retry_base_seconds: float) -> None:
+        self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
+        self.subscriptions: list[Subscription] = []
+
+    def subscribe(self, name: str, patterns: Sequence[str], handler: Handler) -> None:
+        self.subscriptions.append(Subscription(name, list(patterns), handler))
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and begin consuming every subscription registered so far."""
+
+    @abc.abstractmethod
+    async def publish(self, envelope: Envelope) -> None:
+        """Return only once the broker has taken responsibility for the message."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ready(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def dead_letters(self, subscription: str) -> list[Envelope]:
+        """The messages parked for a subscription, oldest first (read without removing)."""
+
+
+async def _deliver(handler: Handler, envelope: Envelope) -> None:
+    with bind_request_id(envelope.correlation_id):
+        await handler(envelope)
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+@dataclass
+class _LocalQueue:
+    subscription: Subscription
+    queue: asyncio.Queue[tuple[Envelope, int]] = field(default_factory=asyncio.Queue)
+    dead: list[Envelope] = field(default_factory=list)
+
+
+class InProcessBus(EventBus):
+    """The embedded default: the same semantics as RabbitMQ, inside one process.
+
+    Messages live in memory, so a process crash loses what was published but not yet handled; the
+    outbox keeps everything not yet published. Use RabbitMQ where that matters.
+    """
+
+    def __init__(self, *, max_attempts: int = 5, retry_base_seconds: float = 1.0) -> None:
+        super().__init__(max_attempts=max_attempts, retry_base_seconds=retry_base_seconds)
+        self._queues: dict[str, _LocalQueue] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._delays = backoff_delays(retry_base_seconds, max_attempts)
+        self._started = False
+
+    def subscribe(self, name: str, patterns: Sequence[str], handler: Handler) -> None:
+        super().subscribe(name, patterns, handler)
+        self._queues[name] = _LocalQueue(self.subscriptions[-1])
+        if self._started:
+            self._spawn(self._consume(self._queues[name]))
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for local in self._queues.values():
+            self._spawn(self._consume(local))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def publish(self, envelope: Envelope) -> None:
+        for local in self._queues.values():
+            if any(matches(p, envelope.type) for p in local.subscription.patterns):
+                local.queue.put_nowait((envelope, 1))
+
+    async def _consume(self, local: _LocalQueue) -> None:
+        while True:
+            envelope, attempt = await local.queue.get()
+            try:
+                await _deliver(local.subscription.handler, envelope)
+            except Exception:
+                self._retry_or_park(local, envelope, attempt)
+            finally:
+                local.queue.task_done()
+
+    def _retry_or_park(self, local: _LocalQueue, envelope: Envelope, attempt: int) -> None:
+        name = local.subscription.name
+        if attempt >= self.max_attempts:
+            log.error("event dead-lettered", subscription=name, event_id=str(envelope.id), attempts=attempt)
+            local.dead.append(envelope)
+            return
+        delay = self._delays[attempt - 1]
+        log.warning(
+            "handler failed, retrying",
+            subscription=name,
+            event_id=str(envelope.id),
+            delay=delay,
+            attempt=attempt,
+            exc_info=True,
+        )
+        self._spawn(self._requeue_later(local, envelope, attempt + 1, delay))
+
+    async def _requeue_later(self, local: _LocalQueue, envelope: Envelope, attempt: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        local.queue.put_nowait((envelope, attempt))
+
+    async def drain(self) -> None:
+        """Wait until every queue is empty (tests and the demo use this)."""
+        for local in self._queues.values():
+            await local.queue.join()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._started = False
+
+    async def ready(self) -> bool:
+        return True
+
+    async def dead_letters(self, subscription: str) -> list[Envelope]:
+        return list(self._queues[subscription].dead)
+
+    async def replay_dead_letters(self, subscription: str) -> int:
+        local = self._queues[subscription]
+        parked, local.dead = local.dead, []
+        for envelope in parked:
+            local.queue.put_nowait((envelope, 1))
+        return len(parked)
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+class RabbitMQBus(EventBus):
+    """aio-pika on a durable topic exchange, publisher confirms and quorum queues.
+
+    Per subscription: a quorum queue ``<name>`` bound to its patterns; failures go to delay queues
+    ``<name>.retry.<ms>`` whose TTL dead-letters them back, and after ``max_attempts`` to
+    ``<name>.dead``. ``x-delivery-limit`` on the quorum queue is the safety net for a message that
+    kills its consumer before it can be retried: RabbitMQ then dead-letters it by itself.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        exchange: str = "ehealth.events",
+        max_attempts: int = 5,
+        retry_base_seconds: float = 1.0,
+        prefetch: int = 32,
+    ) -> None:
+        super().__init__(max_attempts=max_attempts, retry_base_seconds=retry_base_seconds)
+        self.url = url
+        self.exchange_name = exchange
+        self.prefetch = prefetch
+        self._delays = backoff_delays(retry_base_seconds, max_attempts)
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._publish_lock = asyncio.Lock()
+        self._consume_channel: AbstractChannel | None = None
+
+    async def _connect(self) -> AbstractRobustConnection:
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await aio_pika.connect_robust(self.url, timeout=5)
+        return self._connection
+
+    async def _publisher(self) -> AbstractExchange:
+        connection = await self._connect()
+        if self._publish_channel is None or self._publish_channel.is_closed or self._exchange is None:
+            self._publish_channel = await connection.channel(publisher_confirms=True)
+            self._exchange = await self._publish_channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        return self._exchange
+
+    async def publish(self, envelope: Envelope) -> None:
+        message = aio_pika.Message(
+            body=envelope.to_bytes(),
+            message_id=str(envelope.id),
+            type=envelope.type,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            correlation_id=envelope.correlation_id,
+            timestamp=envelope.occurred_at,
+        )
+        async with self._publish_lock:
+            exchange = await self._publisher()
+            # mandatory: an event no queue is bound to is still accepted (confirmed) by the broker.
+            await exchange.publish(message, routing_key=envelope.type, timeout=10)
+
+    async def start(self) -> None:
+        connection = await self._connect()
+        await self._publisher()
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        self._consume_channel = channel
+        dead_exchange = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+        for subscription in self.subscriptions:
+            queue = await self._declare_topology(channel, dead_exchange, subscription)
+            await queue.consume(self._on_message_for(subscription))
+
+    async def _declare_topology(
+        self, channel: AbstractChannel, dead_exchange: AbstractExchange, subscription: Subscription
+    ) -> AbstractQueue:
+        name = subscription.name
+        exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        dead = await channel.declare_queue(f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"})
+        await dead.bind(dead_exchange, routing_key=name)
+        queue = await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": self.max_attempts,
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": name,
+            },
+        )
+        for pattern in subscription.patterns:
+            await queue.bind(exchange, routing_key=pattern)
+        for delay in self._delays:
+            await channel.declare_queue(
+                self._retry_queue(name, delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": name,
+                },
+            )
+        return queue
+
+    @staticmethod
+    def _retry_queue(name: str, delay: float) -> str:
+        return f"{name}.retry.{int(delay * 1000)}ms"
+
+    def _on_message_for(self, subscription: Subscription) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            try:
+                envelope = Envelope.from_bytes(message.body)
+            except ValueError:
+                log.error(
+                    "unreadable message dead-lettered", subscription=subscription.name, message_id=message.message_id
+                )
+                await message.reject(requeue=False)
+                return
+            attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))  # type: ignore[arg-type]
+            try:
+                await _deliver(subscription.handler, envelope)
+            except Exception:
+                await self._retry_or_park(subscription, message, envelope, attempt)
+            else:
+                await message.ack()
+
+        return on_message
+
+    async def _retry_or_park(
+        self, subscription: Subscription, message: AbstractIncomingMessage, envelope: Envelope, attempt: int
+    ) -> None:
+        name = subscription.name
+        if attempt >= self.max_attempts:
+            log.error(
+                "event dead-lettered", subscription=name, event_id=str(envelope.id), attempts=attempt, exc_info=True
+            )
+            await message.reject(requeue=False)  # the queue's dead-letter exchange parks it
+            return
+        delay = self._delays[attempt - 1]
+        log.warning(
+            "handler failed, retrying",
+            subscription=name,
+            event_id=str(envelope.id),
+            attempt=attempt,
+            delay=delay,
+            exc_info=True,
+        )
+        retry = aio_pika.Message(
+            body=message.body,
+            message_id=message.message_id,
+            type=message.type,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            correlation_id=message.correlation_id,
+            headers={**(message.headers or {}), ATTEMPT_HEADER: attempt + 1},
+        )
+        # Publish the retry (confirmed) before acking: a crash in between duplicates, never loses.
+        async with self._publish_lock:
+            await self._publisher()
+            assert self._publish_channel is not None
+            await self._publish_channel.default_exchange.publish(
+                retry, routing_key=self._retry_queue(name, delay), timeout=10
+            )
+        await message.ack()
+
+    async def dead_letters(self, subscription: str) -> list[Envelope]:
+        connection = await self._connect()
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(
+                f"{subscription}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            found: list[Envelope] = []
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                found.append(Envelope.from_bytes(message.body))
+            # Closing the channel without acking returns every message to the dead-letter queue.
+            return found
+        finally:
+            await channel.close()
+
+    async def replay_dead_letters(self, subscription: str) -> int:
+        connection = await self._connect()
+        channel = await connection.channel(publisher_confirms=True)
+        count = 0
+        try:
+            queue = await channel.declare_queue(
+                f"{subscription}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body=message.body,
+                        message_id=message.message_id,
+                        type=message.type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=subscription,
+                )
+                await message.ack()
+                count += 1
+            return count
+        finally:
+            await channel.close()
+
+    async def ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self._publisher(), timeout=2)
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+            self._publish_channel = None
+            self._exchange = None
+
+
+def create_bus(
+    amqp_url: str | None, *, exchange: str, max_attempts: int, retry_base_seconds: float, prefetch: int
+) -> EventBus:
+    if amqp_url:
+        return RabbitMQBus(
+            amqp_url,
+            exchange=exchange,
+            max_attempts=max_attempts,
+            retry_base_seconds=retry_base_seconds,
+            prefetch=prefetch,
+        )
+    return InProcessBus(max_attempts=max_attempts, retry_base_seconds=retry_base_seconds)

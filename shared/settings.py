@@ -1,0 +1,86 @@
+"""Configuration read from environment variables (pydantic-settings).
+
+Every process (a service, the gateway, the embedded launcher) builds one of these; ``create_app``
+receives it explicitly so that nothing is decided from module globals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    service_name: str = "ehealth"
+    environment: Literal["development", "test", "production"] = "development"
+    # `{service}` is replaced by the service's name, so one embedded process can give every
+    # service its own SQLite file while distributed processes get a full URL each.
+    database_url: str = "sqlite+aiosqlite:///./var/{service}.db"
+    # None means the in-process bus (embedded default); an amqp:// URL means RabbitMQ.
+    amqp_url: str | None = None
+    events_exchange: str = "ehealth.events"
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: str = "HS256"
+    jwt_ttl_seconds: int = 8 * 3600
+    dev_auth: bool = True
+    run_migrations: bool = True
+    seed_demo_data: bool = False
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1)
+    bus_max_attempts: int = Field(default=5, ge=1)
+    bus_retry_base_seconds: float = Field(default=1.0, gt=0)
+    bus_prefetch: int = Field(default=32, ge=1)
+    idempotency_ttl_hours: int = Field(default=48, ge=24)
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    timezone: str = "Europe/Warsaw"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+                raise ValueError("JWT_SECRET must be set in production")
+            if self.dev_auth:
+                raise ValueError("DEV_AUTH must be off in production")
+        return self
+
+    def for_service(self, name: str) -> Settings:
+        """A copy for one service of an embedded process, with its own database."""
+        return self.model_copy(update={"service_name": name})
+
+    @property
+    def resolved_database_url(self) -> str:
+        url = self.database_url.replace("{service}", self.service_name)
+        if url.startswith("sqlite") and ":///" in url:
+            path = url.split(":///", 1)[1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return url
+
+
+class GatewaySettings(Settings):
+    service_name: str = "gateway"
+    # Distributed mode: a base URL per service (SCHEDULING_URL=http://...). A service without a URL
+    # runs inside the gateway's process (embedded default).
+    scheduling_url: str | None = None
+    prescriptions_url: str | None = None
+    integration_url: str | None = None
+    notifications_url: str | None = None
+    pharmacy_url: str | None = None
+    reimbursement_url: str | None = None
+    sandbox_url: str | None = None
+    upstream_timeout_seconds: float = Field(default=10.0, gt=0)
+    upstream_max_connections: int = Field(default=200, ge=1)
+
+    def service_url(self, name: str) -> str | None:
+        value = getattr(self, f"{name}_url", None)
+        return value if isinstance(value, str) and value else None
