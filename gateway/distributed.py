@@ -36,9 +36,11 @@ def service_environment(name: str, base: Mapping[str, str] | None = None) -> dic
     return env
 
 
-def gateway_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+def gateway_environment(
+    base: Mapping[str, str] | None = None, *, ports: Mapping[str, int] = DISTRIBUTED_PORTS
+) -> dict[str, str]:
     env = dict(base if base is not None else os.environ)
-    env.update({f"{name.upper()}_URL": f"http://127.0.0.1:{DISTRIBUTED_PORTS[name]}" for name in SERVICES})
+    env.update({f"{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES})
     env["SERVICE_NAME"] = "gateway"
     env["DEV_AUTH"] = env.get("DEV_AUTH", "true")
     return env
@@ -63,16 +65,21 @@ def uvicorn_command(target: str, port: int, workers: int = 1) -> list[str]:
     ]
 
 
-def start_all(workers: int = 1) -> list[subprocess.Popen[bytes]]:
+def start_all(
+    workers: int = 1,
+    *,
+    ports: Mapping[str, int] = DISTRIBUTED_PORTS,
+    base_env: Mapping[str, str] | None = None,
+    database_prefix: str = "ehealth",
+) -> list[subprocess.Popen[bytes]]:
+    """Start every service, then the gateway; tests pass their own ports, env and database names."""
     processes = []
     for name, target in SERVICES.items():
-        processes.append(
-            subprocess.Popen(uvicorn_command(target, DISTRIBUTED_PORTS[name], workers), env=service_environment(name))
-        )
+        env = service_environment(name, base_env, database_prefix=database_prefix)
+        processes.append(subprocess.Popen(uvicorn_command(target, ports[name], workers), env=env))
+    gateway_env = gateway_environment(base_env, ports=ports)
     processes.append(
-        subprocess.Popen(
-            uvicorn_command("gateway.app:create_app", DISTRIBUTED_PORTS["gateway"], workers), env=gateway_environment()
-        )
+        subprocess.Popen(uvicorn_command("gateway.app:create_app", ports["gateway"], workers), env=gateway_env)
     )
     return processes
 
