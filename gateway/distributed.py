@@ -21,13 +21,15 @@ PG_BASE = os.environ.get("PG_BASE_URL", "postgresql+asyncpg://postgres@127.0.0.1
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-def service_environment(name: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def service_environment(
+    name: str, base: Mapping[str, str] | None = None, *, database_prefix: str = "ehealth"
+) -> dict[str, str]:
     """The variables one service process gets (docker-compose.yml and deploy/ set the same)."""
     env = dict(base if base is not None else os.environ)
     env.update(
         {
             "SERVICE_NAME": name,
-            "DATABASE_URL": f"{PG_BASE}/ehealth_{name}",
+            "DATABASE_URL": f"{PG_BASE}/{database_prefix}_{name}",
             "AMQP_URL": AMQP_URL,
             "RUN_MIGRATIONS": "true",
             "DEV_AUTH": env.get("DEV_AUTH", "true"),
