@@ -1,0 +1,270 @@
+"""`make bench`: booking throughput of the distributed suite, side by side in one run.
+
+Distributed mode on the machine's PostgreSQL and RabbitMQ, 32 concurrent clients:
+  1. through the gateway  (gateway -> scheduling -> PostgreSQL)
+  2. directly against the scheduling service (so the gateway's cost is a ratio)
+  3. a bare asyncpg INSERT loop on the same database (the ceiling, so the service's cost is a ratio)
+  4. contention: every client races for the same few slots; double bookings are counted (must be 0)
+Prints figures; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+
+from gateway import distributed
+from gateway.registry import SERVICES
+from shared.auth import Claims, issue_token
+from shared.settings import Settings
+
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
+BOOKINGS = int(os.environ.get("BENCH_BOOKINGS", "2000"))
+CONTENDED_SLOTS = 50
+PG_BASE = os.environ.get("PG_BASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+FACILITY = "bench-clinic"
+PESEL = "44051401359"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Run:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def record(self, status: int, seconds: float) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.latencies.append(seconds)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def drive(run: Run, jobs: list[Callable[[], Awaitable[int]]]) -> Run:
+    queue: asyncio.Queue[Callable[[], Awaitable[int]]] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+
+    async def worker() -> None:
+        while not queue.empty():
+            job = queue.get_nowait()
+            started = time.perf_counter()
+            try:
+                status = await job()
+            except httpx.HTTPError:
+                status = 599
+            run.record(status, time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+async def setup_slots(client: httpx.AsyncClient, headers: dict[str, str], needed: int) -> list[str]:
+    async def post(path: str, body: dict[str, object]) -> dict[str, str]:
+        answer = await client.post(f"/api/v1/scheduling{path}", json=body, headers=headers)
+        answer.raise_for_status()
+        result: dict[str, str] = answer.json()
+        return result
+
+    location = await post("/locations", {"name": "Bench"})
+    work = await post("/work-types", {"name": "Visit"})
+    doctor = await post("/practitioners", {"name": "Dr Bench", "npwz": "5425740", "profession": "doctor"})
+    day = dt.date(2031, 1, 1)
+    per_day = (24 * 60 - 5) // 5
+    for i in range(needed // per_day + 1):
+        await post(
+            "/schedules",
+            {
+                "practitioner_id": doctor["id"],
+                "location_id": location["id"],
+                "work_type_id": work["id"],
+                "date": (day + dt.timedelta(days=i)).isoformat(),
+                "start_time": "00:00",
+                "end_time": "23:59",
+                "visit_minutes": 5,
+            },
+        )
+    slots: list[str] = []
+    while len(slots) < needed:
+        page = (
+            await client.get(
+                "/api/v1/scheduling/slots",
+                params={"status": "free", "limit": 2000, "date_from": day.isoformat()},
+                headers=headers,
+            )
+        ).json()
+        fresh = [s["id"] for s in page if s["id"] not in set(slots)]
+        if not fresh:
+            break
+        slots.extend(fresh)
+        day = dt.date.fromisoformat(page[-1]["start"][:10])
+    return slots[:needed]
+
+
+def booking_jobs(
+    client: httpx.AsyncClient, headers: dict[str, str], slot_ids: list[str]
+) -> list[Callable[[], Awaitable[int]]]:
+    def job(slot_id: str) -> Callable[[], Awaitable[int]]:
+        async def book() -> int:
+            answer = await client.post(
+                "/api/v1/scheduling/bookings",
+                headers=headers,
+                json={"slot_id": slot_id, "patient_pesel": PESEL, "source": "desk"},
+            )
+            return answer.status_code
+
+        return book
+
+    return [job(s) for s in slot_ids]
+
+
+async def bare_insert_loop(dsn: str, count: int) -> Run:
+    """The ceiling: single-row INSERT transactions over CLIENTS asyncpg connections."""
+    pool = await asyncpg.create_pool(dsn, min_size=CLIENTS, max_size=CLIENTS)
+    try:
+        await pool.execute(
+            "CREATE TABLE IF NOT EXISTS bench_insert (id uuid PRIMARY KEY, slot_id uuid, "
+            "patient_pesel varchar(11), created_at timestamptz DEFAULT now())"
+        )
+
+        def job() -> Callable[[], Awaitable[int]]:
+            async def insert() -> int:
+                await pool.execute(
+                    "INSERT INTO bench_insert (id, slot_id, patient_pesel) VALUES ($1, $2, $3)",
+                    uuid.uuid4(),
+                    uuid.uuid4(),
+                    PESEL,
+                )
+                return 201
+
+            return insert
+
+        return await drive(Run("bare asyncpg INSERT (ceiling)"), [job() for _ in range(count)])
+    finally:
+        await pool.close()
+
+
+async def count_double_bookings(dsn: str) -> tuple[int, int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        doubles = await connection.fetchval(
+            "SELECT count(*) FROM (SELECT slot_id FROM bookings WHERE status = 'booked' "
+            "GROUP BY slot_id HAVING count(*) > 1) d"
+        )
+        total = await connection.fetchval("SELECT count(*) FROM bookings WHERE status = 'booked'")
+        return int(doubles), int(total)
+    finally:
+        await connection.close()
+
+
+def print_table(runs: list[Run]) -> None:
+    print(f"\n{'run':<34}{'requests':>9}{'2xx':>7}{'409':>6}{'other':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in runs:
+        ok = sum(v for k, v in r.statuses.items() if 200 <= k < 300)
+        conflict = r.statuses.get(409, 0)
+        other = len(r.latencies) - ok - conflict
+        print(
+            f"{r.name:<34}{len(r.latencies):>9}{ok:>7}{conflict:>6}{other:>7}{r.rate:>9.0f}"
+            f"{r.pct(0.5):>9.1f}{r.pct(0.99):>9.1f}"
+        )
+
+
+async def benchmark(ports: dict[str, int], prefix: str) -> None:
+    settings = Settings()
+    token = issue_token(Claims(sub="bench", role="facility_admin", facility_id=FACILITY), settings)
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+    direct_url = f"http://127.0.0.1:{ports['scheduling']}"
+    async with (
+        httpx.AsyncClient(base_url=gateway_url, timeout=30, limits=limits) as via_gateway,
+        httpx.AsyncClient(base_url=direct_url, timeout=30, limits=limits) as direct,
+    ):
+        slots = await setup_slots(via_gateway, headers, 2 * BOOKINGS + CONTENDED_SLOTS)
+        print(f"{len(slots)} free slots prepared; {CLIENTS} concurrent clients, {BOOKINGS} bookings per run")
+        gateway_slots, direct_slots = slots[:BOOKINGS], slots[BOOKINGS : 2 * BOOKINGS]
+        contended = slots[2 * BOOKINGS :]
+        runs = [
+            await drive(Run("through the gateway"), booking_jobs(via_gateway, headers, gateway_slots)),
+            await drive(Run("direct to scheduling"), booking_jobs(direct, headers, direct_slots)),
+        ]
+        # Every slot attempted by 8 clients at once, half through the gateway, half directly.
+        racing = [
+            j
+            for s in contended
+            for j in (booking_jobs(via_gateway, headers, [s] * 4) + booking_jobs(direct, headers, [s] * 4))
+        ]
+        runs.append(await drive(Run(f"contention ({CONTENDED_SLOTS} slots x 8)"), racing))
+    dsn = f"{PG_BASE.replace('+asyncpg', '')}/{prefix}_scheduling"
+    runs.append(await bare_insert_loop(dsn, BOOKINGS))
+    print_table(runs)
+    doubles, total = await count_double_bookings(dsn)
+    gw, di, bare = runs[0], runs[1], runs[3]
+    print(
+        f"\ngateway cost:  gateway {gw.rate:.0f} req/s vs direct {di.rate:.0f} req/s "
+        f"= {gw.rate / di.rate:.2f}x throughput, p50 {gw.pct(0.5) / max(di.pct(0.5), 1e-9):.2f}x latency"
+    )
+    print(f"service cost:  direct {di.rate:.0f} req/s vs bare INSERT {bare.rate:.0f}/s = {di.rate / bare.rate:.2f}x")
+    print(f"contention:    {runs[2].statuses.get(201, 0)} bookings won for {CONTENDED_SLOTS} slots")
+    print(f"double bookings: {doubles}   (active bookings in the database: {total})")
+
+
+async def drop_databases(prefix: str) -> None:
+    connection = await asyncpg.connect(f"{PG_BASE.replace('+asyncpg', '')}/postgres")
+    try:
+        for name in SERVICES:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def main() -> None:
+    prefix = f"bench_{uuid.uuid4().hex[:8]}"
+    ports = {name: free_port() for name in [*SERVICES, "gateway"]}
+    env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "ENVIRONMENT": "test",
+        "AMQP_URL": os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    }
+    print(f"distributed suite on PostgreSQL ({prefix}_*) and RabbitMQ, {os.cpu_count()} cores")
+    processes = distributed.start_all(
+        int(os.environ.get("WORKERS", "1")), ports=ports, base_env=env, database_prefix=prefix
+    )
+    try:
+        if not distributed.wait_ready(f"http://127.0.0.1:{ports['gateway']}/readyz", timeout=90):
+            sys.exit("the distributed suite did not become ready")
+        asyncio.run(benchmark(ports, prefix))
+    finally:
+        distributed.stop_all(processes)
+        asyncio.run(drop_databases(prefix))
+
+
+if __name__ == "__main__":
+    main()
