@@ -132,7 +132,7 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=definition.body_limit_overrides
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, service=definition.name)
     return app
 
 

@@ -25,8 +25,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class RequestIdMiddleware:
     """Accept ``X-Request-ID`` (or make one), bind it to logs and events, and return it."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, service: str, access_log: bool = True) -> None:
         self.app = app
+        self.service = service
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,7 +48,7 @@ class RequestIdMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        with bind_request_id(request_id):
+        with bind_request_id(request_id), structlog.contextvars.bound_contextvars(service=self.service):
             scope.setdefault("state", {})["request_id"] = request_id
             try:
                 await self.app(scope, receive, send_with_id)

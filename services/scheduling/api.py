@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query
 
 from services.scheduling import schemas, service
-from services.scheduling.models import Booking, Location, Practitioner, WorkType
+from services.scheduling.models import Location, Practitioner, WorkType
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Principal, Role, allow
 from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound, Unprocessable
@@ -146,13 +146,6 @@ def _patient_rules(who: Principal, body: schemas.BookingIn) -> None:
         raise Unprocessable.field("body.source", "a patient books through the portal (source 'portal')")
 
 
-async def _booking_out(ctx: ContextDep, booking: Booking) -> schemas.BookingOut:
-    async with ctx.sessions() as session:
-        start = await service.booking_start(session, booking)
-    out = schemas.BookingOut.model_validate(booking)
-    return out.model_copy(update={"start": start})
-
-
 @router.post(
     "/bookings",
     status_code=201,
@@ -163,26 +156,24 @@ async def _booking_out(ctx: ContextDep, booking: Booking) -> schemas.BookingOut:
 async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     _patient_rules(who, body)
     async with ctx.uow() as uow:
-        booking = await service.book(uow, who.require_facility(), body, online_only=who.role == Role.patient)
-    return await _booking_out(ctx, booking)
+        return await service.book(uow, who.require_facility(), body, online_only=who.role == Role.patient)
 
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingOut, **allow(*CLINIC, Role.patient))
 async def get_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     async with ctx.sessions() as session:
-        booking: Booking = await service.get_owned(session, Booking, booking_id, who.require_facility(), "booking")
+        booking = await service.get_booking(session, who.require_facility(), booking_id)
     if who.role == Role.patient and booking.patient_pesel != who.pesel:
         raise NotFound(f"booking {booking_id} not found")
-    return await _booking_out(ctx, booking)
+    return booking
 
 
 @router.post("/bookings/{booking_id}/cancel", response_model=schemas.BookingOut, **allow(*BOOKERS))
 async def cancel_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     async with ctx.uow() as uow:
-        booking = await service.cancel(
+        return await service.cancel(
             uow, who.require_facility(), booking_id, patient_pesel=who.pesel if who.role == Role.patient else None
         )
-    return await _booking_out(ctx, booking)
 
 
 # ----------------------------------------------------------------------------- absences

@@ -231,16 +231,42 @@ async def _schedule_published_to_cer(session: AsyncSession, slot: Slot) -> bool:
     return bool(await session.scalar(sa.select(Schedule.cer_published).where(Schedule.id == slot.schedule_id)))
 
 
-async def book(uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, *, online_only: bool = False) -> Booking:
+async def _slot_for_booking(session: AsyncSession, slot_id: uuid.UUID, facility_id: str) -> tuple[Slot, bool]:
+    """The slot and whether its schedule is published to CeR, in one round trip."""
+    row = (
+        await session.execute(
+            sa.select(Slot, Schedule.cer_published)
+            .join(Schedule, Schedule.id == Slot.schedule_id)
+            .where(Slot.id == slot_id, Slot.facility_id == facility_id)
+        )
+    ).first()
+    if row is None:
+        raise Unprocessable.field(
+            "body.slot_id", "no slot with this id in your facility", detail=f"slot {slot_id} not found"
+        )
+    return row[0], bool(row[1])
+
+
+def booking_view(booking: Booking, slot: Slot) -> schemas.BookingOut:
+    return schemas.BookingOut.model_validate(booking).model_copy(update={"start": slot.start_at})
+
+
+async def get_booking(session: AsyncSession, facility_id: str, booking_id: uuid.UUID) -> schemas.BookingOut:
+    booking = await _owned(session, Booking, booking_id, facility_id, "booking")
+    return booking_view(booking, await session.get_one(Slot, booking.slot_id))
+
+
+async def book(
+    uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, *, online_only: bool = False
+) -> schemas.BookingOut:
     session = uow.session
-    slot: Slot = await _owned(session, Slot, data.slot_id, facility_id, "slot", "body.slot_id")
+    slot, cer_published = await _slot_for_booking(session, data.slot_id, facility_id)
     if online_only and not await session.scalar(
         sa.select(WorkType.visible_online).where(WorkType.id == slot.work_type_id)
     ):
         raise Unprocessable.field("body.slot_id", "this slot is not offered online")
     if not slot.available:
         raise Conflict("the slot is not available (the practitioner is absent)", code="slot-unavailable")
-    cer_published = await _schedule_published_to_cer(session, slot)
     booking = Booking(
         id=uuid.uuid4(),
         facility_id=facility_id,
@@ -272,18 +298,19 @@ async def book(uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, *, on
         facility_id=facility_id,
     )
     await uow.commit()
-    return booking
+    return booking_view(booking, slot)
 
 
 async def cancel(
     uow: UnitOfWork, facility_id: str, booking_id: uuid.UUID, *, patient_pesel: str | None = None
-) -> Booking:
+) -> schemas.BookingOut:
     session = uow.session
     booking: Booking = await _owned(session, Booking, booking_id, facility_id, "booking")
     if patient_pesel is not None and booking.patient_pesel != patient_pesel:
         raise NotFound(f"booking {booking_id} not found")
+    slot: Slot = await session.get_one(Slot, booking.slot_id)
     if booking.status == CANCELLED:
-        return booking  # cancelling twice is harmless and tells the same story
+        return booking_view(booking, slot)  # cancelling twice is harmless and tells the same story
     # Conditional update: of two concurrent cancellations only one emits the event.
     result = await session.execute(
         sa.update(Booking)
@@ -291,28 +318,20 @@ async def cancel(
         .values(status=CANCELLED, cancelled_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        await session.refresh(booking)
-        return booking
-    slot: Slot = await session.get_one(Slot, booking.slot_id)
-    uow.emit(
-        events.BookingCancelled(
-            booking_id=booking.id,
-            slot_id=slot.id,
-            patient_pesel=booking.patient_pesel,
-            start=slot.start_at,
-            cer_published=await _schedule_published_to_cer(session, slot),
-        ),
-        facility_id=facility_id,
-    )
-    await uow.commit()
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        uow.emit(
+            events.BookingCancelled(
+                booking_id=booking.id,
+                slot_id=slot.id,
+                patient_pesel=booking.patient_pesel,
+                start=slot.start_at,
+                cer_published=await _schedule_published_to_cer(session, slot),
+            ),
+            facility_id=facility_id,
+        )
+        await uow.commit()
     await session.refresh(booking)
-    return booking
-
-
-async def booking_start(session: AsyncSession, booking: Booking) -> dt.datetime:
-    slot = await session.get_one(Slot, booking.slot_id)
-    return slot.start_at
+    return booking_view(booking, slot)
 
 
 # ----------------------------------------------------------------------------- absences
