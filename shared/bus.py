@@ -58,6 +58,7 @@ class EventBus(abc.ABC):
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
         self.subscriptions: list[Subscription] = []
+        self.delays = backoff_delays(retry_base_seconds, max_attempts)
 
     def subscribe(self, name: str, patterns: Sequence[str], handler: Handler) -> None:
         self.subscriptions.append(Subscription(name, list(patterns), handler))
@@ -79,6 +80,28 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     async def dead_letters(self, subscription: str) -> list[Envelope]:
         """The messages parked for a subscription, oldest first (read without removing)."""
+
+    def retry_delay(self, subscription: str, envelope: Envelope, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when the message must be dead-lettered."""
+        if attempt >= self.max_attempts:
+            log.error(
+                "event dead-lettered",
+                subscription=subscription,
+                event_id=str(envelope.id),
+                attempts=attempt,
+                exc_info=True,
+            )
+            return None
+        delay = self.delays[attempt - 1]
+        log.warning(
+            "handler failed, retrying",
+            subscription=subscription,
+            event_id=str(envelope.id),
+            attempt=attempt,
+            delay=delay,
+            exc_info=True,
+        )
+        return delay
 
 
 async def _deliver(handler: Handler, envelope: Envelope) -> None:
@@ -107,7 +130,6 @@ class InProcessBus(EventBus):
         super().__init__(max_attempts=max_attempts, retry_base_seconds=retry_base_seconds)
         self._queues: dict[str, _LocalQueue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._delays = backoff_delays(retry_base_seconds, max_attempts)
         self._started = False
 
     def subscribe(self, name: str, patterns: Sequence[str], handler: Handler) -> None:
@@ -144,20 +166,10 @@ class InProcessBus(EventBus):
                 local.queue.task_done()
 
     def _retry_or_park(self, local: _LocalQueue, envelope: Envelope, attempt: int) -> None:
-        name = local.subscription.name
-        if attempt >= self.max_attempts:
-            log.error("event dead-lettered", subscription=name, event_id=str(envelope.id), attempts=attempt)
+        delay = self.retry_delay(local.subscription.name, envelope, attempt)
+        if delay is None:
             local.dead.append(envelope)
             return
-        delay = self._delays[attempt - 1]
-        log.warning(
-            "handler failed, retrying",
-            subscription=name,
-            event_id=str(envelope.id),
-            delay=delay,
-            attempt=attempt,
-            exc_info=True,
-        )
         self._spawn(self._requeue_later(local, envelope, attempt + 1, delay))
 
     async def _requeue_later(self, local: _LocalQueue, envelope: Envelope, attempt: int, delay: float) -> None:
@@ -216,7 +228,6 @@ class RabbitMQBus(EventBus):
         self.url = url
         self.exchange_name = exchange
         self.prefetch = prefetch
-        self._delays = backoff_delays(retry_base_seconds, max_attempts)
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -282,7 +293,7 @@ class RabbitMQBus(EventBus):
         )
         for pattern in subscription.patterns:
             await queue.bind(exchange, routing_key=pattern)
-        for delay in self._delays:
+        for delay in self.delays:
             await channel.declare_queue(
                 self._retry_queue(name, delay),
                 durable=True,
@@ -322,21 +333,10 @@ class RabbitMQBus(EventBus):
         self, subscription: Subscription, message: AbstractIncomingMessage, envelope: Envelope, attempt: int
     ) -> None:
         name = subscription.name
-        if attempt >= self.max_attempts:
-            log.error(
-                "event dead-lettered", subscription=name, event_id=str(envelope.id), attempts=attempt, exc_info=True
-            )
+        delay = self.retry_delay(name, envelope, attempt)
+        if delay is None:
             await message.reject(requeue=False)  # the queue's dead-letter exchange parks it
             return
-        delay = self._delays[attempt - 1]
-        log.warning(
-            "handler failed, retrying",
-            subscription=name,
-            event_id=str(envelope.id),
-            attempt=attempt,
-            delay=delay,
-            exc_info=True,
-        )
         retry = aio_pika.Message(
             body=message.body,
             message_id=message.message_id,
