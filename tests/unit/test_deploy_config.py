@@ -1,0 +1,350 @@
+"""The container files, checked rather than run (no Docker engine here; see ARCHITECTURE.md).
+
+- deploy/k8s/*.yaml against the Kubernetes API schemas (kubernetes-validate, strict: no unknown fields);
+- docker-compose.yml against the Compose Specification schema (vendored by check-jsonschema);
+- both against the code: the same services as ``gateway.registry.SERVICES`` plus the gateway, the same
+  environment variable names as ``make run-distributed`` (``gateway.distributed``), every name a field of
+  ``Settings`` / ``GatewaySettings``, and values that build the settings the topology needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from gateway.distributed import gateway_environment, service_environment
+from gateway.registry import SERVICES
+from shared.settings import DEFAULT_JWT_SECRET, GatewaySettings, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+
+APPS = sorted([*SERVICES, "gateway"])
+INFRASTRUCTURE = {"postgres", "rabbitmq"}
+# Set by a container deployment, inherited from the caller's environment by the local launcher.
+DEPLOYMENT_ONLY = {"ENVIRONMENT", "JWT_SECRET"}
+# The oldest Kubernetes the manifests promise to work on, and the newest the installed schemas know.
+K8S_VERSIONS = sorted({"1.30.0", kubernetes_validate.utils.latest_version()})
+PORT = 8000
+IMAGE_USER = 10001
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+@pytest.fixture(autouse=True)
+def _settings_from_the_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings built below must see the files' values, not the test runner's environment."""
+    for field in GatewaySettings.model_fields:
+        monkeypatch.delenv(field.upper(), raising=False)
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+
+
+@cache
+def kustomization() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    return loaded
+
+
+@cache
+def manifests() -> tuple[dict[str, Any], ...]:
+    documents = []
+    for name in kustomization()["resources"]:
+        documents += [d for d in yaml.safe_load_all((K8S / name).read_text()) if d is not None]
+    return tuple(documents)
+
+
+def k8s(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in manifests() if d["kind"] == kind}
+
+
+@cache
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def compose_apps() -> dict[str, dict[str, Any]]:
+    """The compose services built from the suite's image (the rest must be infrastructure)."""
+    services = compose()["services"]
+    return {name: s for name, s in services.items() if s.get("build", {}).get("dockerfile") == "deploy/Dockerfile"}
+
+
+def compose_environment(name: str) -> dict[str, str]:
+    """The service's environment with ${VAR:-default} read as its default (nothing set in the shell)."""
+    env = compose()["services"][name].get("environment", {})
+    assert isinstance(env, dict), f"compose {name}: write environment as a mapping"
+    return {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+
+
+def secret_value(name: str, key: str) -> str:
+    secret = k8s("Secret")[name]
+    if key in secret.get("stringData", {}):
+        return str(secret["stringData"][key])
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def container_environment(container: Mapping[str, Any]) -> dict[str, str]:
+    """Every variable a k8s container gets, values resolved from the ConfigMaps and Secrets in deploy/k8s."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(k8s("ConfigMap")[source["configMapRef"]["name"]]["data"])
+        else:
+            secret = k8s("Secret")[source["secretRef"]["name"]]
+            env.update({key: secret_value(secret["metadata"]["name"], key) for key in secret.get("stringData", {})})
+            env.update({key: secret_value(secret["metadata"]["name"], key) for key in secret.get("data", {})})
+    for variable in container.get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+        else:
+            ref = variable["valueFrom"]
+            if "secretKeyRef" in ref:
+                env[variable["name"]] = secret_value(ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+            else:
+                env[variable["name"]] = k8s("ConfigMap")[ref["configMapKeyRef"]["name"]]["data"][
+                    ref["configMapKeyRef"]["key"]
+                ]
+    return env
+
+
+def pod_spec(app: str) -> dict[str, Any]:
+    deployment = k8s("Deployment").get(app)
+    assert deployment is not None, f"no Deployment {app!r} in deploy/k8s"
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def app_container(app: str) -> dict[str, Any]:
+    containers = pod_spec(app)["containers"]
+    assert len(containers) == 1, f"{app}: one container per pod"
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def expected_names(app: str) -> set[str]:
+    launched = gateway_environment(base={}) if app == "gateway" else service_environment(app, base={})
+    return set(launched) | DEPLOYMENT_ONLY
+
+
+def settings_class(app: str) -> type[Settings]:
+    return GatewaySettings if app == "gateway" else Settings
+
+
+def unknown_settings(app: str, names: Mapping[str, str]) -> list[str]:
+    return sorted(name for name in names if name.lower() not in settings_class(app).model_fields)
+
+
+def same(what: str, found: set[str], expected: set[str]) -> None:
+    assert found == expected, (
+        f"{what}: missing {sorted(expected - found) or 'nothing'}, unexpected {sorted(found - expected) or 'nothing'}"
+    )
+
+
+# ---- schemas ---------------------------------------------------------------------------------------
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = set(kustomization()["resources"])
+    same(
+        "deploy/k8s manifests in kustomization.yaml",
+        listed,
+        {p.name for p in K8S.glob("*.y*ml")} - {"kustomization.yaml"},
+    )
+    namespace = kustomization()["namespace"]
+    assert k8s("Namespace").keys() == {namespace}
+    for document in manifests():
+        if document["kind"] != "Namespace":
+            assert document["metadata"].get("namespace") == namespace, document["metadata"]["name"]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_k8s_manifests_are_valid_kubernetes(version: str) -> None:
+    assert manifests()
+    errors = []
+    for document in manifests():
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"{document['kind']}/{document['metadata']['name']}: {error.message}")
+    assert not errors, "\n".join(errors)
+
+
+@cache
+def compose_validator() -> jsonschema.protocols.Validator:
+    text = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    schema = json.loads(text)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in compose_validator().iter_errors(compose())]
+    assert not errors, "\n".join(errors)
+
+
+def test_compose_schema_rejects_a_misspelt_key() -> None:
+    assert not compose_validator().is_valid({"services": {"a": {"image": "x", "enviroment": {}}}})
+
+
+# ---- the same services everywhere ------------------------------------------------------------------
+
+
+def test_compose_runs_every_service_and_the_gateway() -> None:
+    same("docker-compose.yml services built from deploy/Dockerfile", set(compose_apps()), set(APPS))
+    same("docker-compose.yml other services", set(compose()["services"]) - set(compose_apps()), INFRASTRUCTURE)
+
+
+def test_k8s_deploys_every_service_and_the_gateway() -> None:
+    same("deploy/k8s Deployments", set(k8s("Deployment")), set(APPS))
+    same("deploy/k8s Services", set(k8s("Service")), set(APPS))
+
+
+def test_every_service_follows_the_image_convention() -> None:
+    """The image's CMD builds the uvicorn target from SERVICE_NAME; the registry must agree with it."""
+    dockerfile = DOCKERFILE.read_text()
+    assert "services.$SERVICE_NAME.app:create_app" in dockerfile
+    assert "gateway.app:create_app" in dockerfile
+    for name, target in SERVICES.items():
+        assert target == f"services.{name}.app:create_app", name
+
+
+def test_dockerfile_builds_one_slim_non_root_image() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", dockerfile, re.M)
+    assert re.search(r"^ARG SERVICE=gateway$", dockerfile, re.M)
+    assert re.search(r"^ENV .*SERVICE_NAME=\$\{SERVICE\}", dockerfile, re.M | re.S)
+    assert "-c requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
+    assert re.search(rf"^USER {IMAGE_USER}:{IMAGE_USER}$", dockerfile, re.M)
+    assert re.search(rf"^EXPOSE {PORT}$", dockerfile, re.M)
+    assert re.search(r"^HEALTHCHECK .*/healthz", dockerfile, re.M | re.S)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for needed in ("pyproject.toml", "requirements.lock", "shared", "services", "gateway"):
+        assert f"!{needed}" in ignored, f".dockerignore must let {needed} into the build context"
+
+
+# ---- the same variables as `make run-distributed` --------------------------------------------------
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_compose_sets_the_variables_of_run_distributed(app: str) -> None:
+    assert app in compose_apps(), f"{app} is missing from docker-compose.yml"
+    env = compose_environment(app)
+    same(f"compose {app} environment", set(env), expected_names(app))
+    assert not unknown_settings(app, env), f"compose {app}: not settings fields: {unknown_settings(app, env)}"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_k8s_sets_the_variables_of_run_distributed(app: str) -> None:
+    containers = [app_container(app), *pod_spec(app).get("initContainers", [])]
+    for container in containers:
+        env = container_environment(container)
+        same(f"k8s {app}/{container['name']} environment", set(env), expected_names(app))
+        assert not unknown_settings(app, env), f"k8s {app}: not settings fields: {unknown_settings(app, env)}"
+
+
+# ---- values --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_compose_values_build_the_distributed_settings(app: str) -> None:
+    service = compose()["services"][app]
+    env = compose_environment(app)
+    assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile", "args": {"SERVICE": app}}
+    assert "healthcheck" in service
+    settings = settings_class(app)(**{k.lower(): v for k, v in env.items()})
+    assert settings.service_name == app
+    if app == "gateway":
+        assert isinstance(settings, GatewaySettings)
+        for name in SERVICES:
+            assert settings.service_url(name) == f"http://{name}:{PORT}"
+        assert service["ports"] == [f"{PORT}:{PORT}"]
+        assert service["depends_on"] == {name: {"condition": "service_healthy"} for name in SERVICES}
+        return
+    url = make_url(settings.database_url)
+    assert (url.drivername, url.host, url.database) == ("postgresql+asyncpg", "postgres", f"ehealth_{app}")
+    assert settings.amqp_url is not None and "@rabbitmq:5672" in settings.amqp_url
+    assert settings.run_migrations is True
+    assert service["depends_on"] == {name: {"condition": "service_healthy"} for name in sorted(INFRASTRUCTURE)}
+
+
+def test_compose_infrastructure_is_healthchecked() -> None:
+    services = compose()["services"]
+    assert services["rabbitmq"]["image"] == "rabbitmq:3.10-management"
+    assert services["postgres"]["image"] == "postgres:15"
+    for name in INFRASTRUCTURE:
+        assert "healthcheck" in services[name], name
+
+
+def test_k8s_secret_placeholder_fails_closed() -> None:
+    """Deployed unchanged, the placeholder is the development default, which production refuses."""
+    assert secret_value("ehealth-secrets", "jwt-secret") == DEFAULT_JWT_SECRET
+    env = container_environment(app_container("gateway"))
+    with pytest.raises(ValueError, match="JWT_SECRET must be set in production"):
+        GatewaySettings(**{k.lower(): v for k, v in env.items()})
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_k8s_values_build_production_settings(app: str) -> None:
+    env = container_environment(app_container(app)) | {"JWT_SECRET": "a-real-secret-" + "x" * 32}
+    settings = settings_class(app)(**{k.lower(): v for k, v in env.items()})
+    assert settings.environment == "production"
+    assert settings.dev_auth is False
+    assert settings.service_name == app
+    if app == "gateway":
+        assert isinstance(settings, GatewaySettings)
+        for name in SERVICES:
+            assert settings.service_url(name) == f"http://{name}:{PORT}"
+            assert [p["port"] for p in k8s("Service")[name]["spec"]["ports"]] == [PORT]
+        return
+    url = make_url(settings.database_url)
+    assert (url.drivername, url.host, url.database) == ("postgresql+asyncpg", "postgres", f"ehealth_{app}")
+    assert settings.amqp_url is not None and "@rabbitmq:5672" in settings.amqp_url
+    assert settings.run_migrations is False
+    (migrate,) = pod_spec(app)["initContainers"]
+    assert migrate["command"] == ["python", "-m", "gateway.manage", "migrate", app]
+    assert migrate["image"] == app_container(app)["image"]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_k8s_deployment_shape(app: str) -> None:
+    deployment = k8s("Deployment")[app]
+    service = k8s("Service")[app]
+    spec = pod_spec(app)
+    container = app_container(app)
+    assert deployment["spec"]["replicas"] == 2
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert container["ports"] == [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+    # A service is ready when its database and broker are; the gateway when it runs at all.
+    assert container["readinessProbe"]["httpGet"]["path"] == ("/healthz" if app == "gateway" else "/readyz")
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for each in [container, *spec.get("initContainers", [])]:
+        for bound in ("requests", "limits"):
+            quantities = each["resources"][bound]
+            assert quantities.keys() == {"cpu", "memory"}, f"{app}/{each['name']} {bound}"
+            # The API schemas accept any string here; the API server parses it as a quantity.
+            assert all(QUANTITY.match(str(q)) for q in quantities.values()), f"{app}/{each['name']} {quantities}"
+    assert spec["enableServiceLinks"] is False, "Service links would add *_PORT/*_HOST variables"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == IMAGE_USER
+    images = {app_container(name)["image"] for name in k8s("Deployment")}
+    assert len(images) == 1, f"one image for every Deployment, found {images}"
