@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production":
-            if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
-                raise ValueError("JWT_SECRET must be set in production")
+            secret = self.jwt_secret.get_secret_value()
+            if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
+                raise ValueError("JWT_SECRET must be set in production, at least 32 characters")
             if self.dev_auth:
                 raise ValueError("DEV_AUTH must be off in production")
         return self
