@@ -1,0 +1,1 @@
+"""Reimbursement (eZWM): incontinence-supply orders, monthly realisations, subsidy and settlements."""
