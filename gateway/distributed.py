@@ -29,8 +29,9 @@ def service_environment(
     env.update(
         {
             "SERVICE_NAME": name,
-            "DATABASE_URL": f"{PG_BASE}/{database_prefix}_{name}",
-            "AMQP_URL": AMQP_URL,
+            # The caller's base environment wins over this process's (tests pass their own broker).
+            "DATABASE_URL": f"{env.get('PG_BASE_URL', PG_BASE)}/{database_prefix}_{name}",
+            "AMQP_URL": env.get("AMQP_URL", AMQP_URL),
             "RUN_MIGRATIONS": "true",
             "DEV_AUTH": env.get("DEV_AUTH", "true"),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 
 import sqlalchemy as sa
 from alembic import context
@@ -22,7 +23,14 @@ def run(target_metadata: sa.MetaData) -> None:
     asyncio.run(_run_online(url, target_metadata))
 
 
+# Replicas (or uvicorn workers) of one service start together and all migrate: on PostgreSQL they
+# take turns on this lock (held until the migration transaction ends) instead of racing on DDL.
+MIGRATION_LOCK_ID = zlib.crc32(b"alembic-migrate")
+
+
 def _configure_and_run(connection: Connection, target_metadata: sa.MetaData) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import fnmatch
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -40,10 +39,17 @@ def backoff_delays(base_seconds: float, max_attempts: int) -> list[float]:
 
 
 def matches(pattern: str, event_type: str) -> bool:
-    """Topic match with AMQP semantics for the patterns we use: `*` one word, `#` any rest."""
-    if pattern.endswith(".#"):
-        return event_type == pattern[:-2] or event_type.startswith(pattern[:-1])
-    return fnmatch.fnmatchcase(event_type.replace(".", "/"), pattern.replace(".", "/"))
+    """Topic match with AMQP semantics: `*` exactly one word, `#` zero or more words."""
+    return _words_match(tuple(pattern.split(".")), tuple(event_type.split(".")))
+
+
+def _words_match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_words_match(rest, words[skip:]) for skip in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _words_match(rest, words[1:])
 
 
 @dataclass

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 # Stable constraint names, so migrations can refer to them and errors can be recognised.
 NAMING_CONVENTION = {
@@ -86,6 +89,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _close_failed_cursor(context: Any) -> None:
+        # The aiosqlite adapter leaves the cursor of a failed statement (a 409's IntegrityError) to
+        # the garbage collector. Finalised later on the event-loop thread, it blocks on its
+        # connection while that connection's thread waits for the write lock, so the whole loop
+        # (and the lock holder, which needs the loop to commit) freezes until "database is
+        # locked". Close it now, while its connection is idle.
+        tb = context.original_exception.__traceback__
+        while tb is not None:
+            for value in list(tb.tb_frame.f_locals.values()):
+                if isinstance(value, aiosqlite.Cursor):
+                    with contextlib.suppress(Exception):  # the original error is what matters
+                        await_only(value.close())
+            tb = tb.tb_next
+
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
@@ -104,7 +122,14 @@ async def ensure_database(url: str) -> None:
             )
             if not exists:
                 quoted = parsed.database.replace('"', '""')
-                await conn.execute(sa.text(f'CREATE DATABASE "{quoted}"'))
+                try:
+                    await conn.execute(sa.text(f'CREATE DATABASE "{quoted}"'))
+                except sa.exc.DBAPIError:
+                    # Another process starting at the same moment created it first: that is fine.
+                    if not await conn.scalar(
+                        sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": parsed.database}
+                    ):
+                        raise
     finally:
         await admin.dispose()
 

@@ -29,6 +29,10 @@ def mask_pesel(value: str) -> str:
 def _mask(value: Any, key: str | None = None) -> Any:
     if key is not None and key.lower() in _SECRET_KEYS:
         return "***"
+    if isinstance(value, int) and not isinstance(value, bool):
+        pesel_key = key is not None and key.lower() in _PESEL_KEYS
+        if pesel_key or len(str(value)) == 11:
+            value = str(value)  # a PESEL parsed as a number is still a PESEL
     if isinstance(value, str):
         if key is not None and key.lower() in _PESEL_KEYS:
             return value[:2] + "*" * max(len(value) - 2, 0)

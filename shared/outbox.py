@@ -18,7 +18,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from shared.bus import EventBus
 from shared.db import utcnow
@@ -32,15 +32,14 @@ class OutboxMixin:
     """Columns of a service's ``outbox`` table (declare ``class Outbox(Base, OutboxMixin)``)."""
 
     __tablename__ = "outbox"
-    # The relay only ever looks for unsent rows: keep that index small.
-    __table_args__ = (
-        sa.Index(
-            "ix_outbox_unsent",
-            "seq",
-            postgresql_where=sa.text("published_at IS NULL"),
-            sqlite_where=sa.text("published_at IS NULL"),
-        ),
-    )
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # The relay only ever looks for unsent rows: keep that index small. A fresh Index per
+        # subclass, since every service declares its own outbox table.
+        unsent = sa.text("published_at IS NULL")
+        return (sa.Index("ix_outbox_unsent", "seq", postgresql_where=unsent, sqlite_where=unsent),)
+
     seq: Mapped[int] = mapped_column(
         sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
@@ -169,6 +168,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._lock_id = zlib.crc32(f"outbox-relay:{outbox_model.__table__.fullname}".encode())
         self.failures = 0
+        self._stopping = False
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
@@ -203,9 +203,12 @@ class OutboxRelay:
 
     async def run_forever(self) -> None:
         delay = self._poll
-        while True:
+        # The flag, not only the cancel, ends the loop: on Python 3.11 a cancel that lands as a
+        # publish is confirmed is swallowed inside aiormq (asyncio.wait_for), and the relay would
+        # otherwise run on forever and block shutdown.
+        while not self._stopping:
             try:
-                while await self.publish_pending() == self._batch:
+                while await self.publish_pending() == self._batch and not self._stopping:
                     pass
                 delay = self._poll
             except asyncio.CancelledError:
@@ -214,9 +217,14 @@ class OutboxRelay:
                 self.failures += 1
                 delay = min(max(delay * 2, self._poll), 30.0)
                 log.warning("outbox relay could not publish; will retry", error=str(exc), retry_in=delay)
+            if self._stopping:
+                break
             self.wake.clear()
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives just as the
+            # event is set (right after a commit), and stop() then waits for the relay forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self.wake.wait()
 
     def start(self) -> None:
         if self._task is None:
@@ -224,10 +232,17 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            self.wake.set()
+            # Let the current round finish (a cancel mid-query leaves a SQLite connection behind
+            # that later reports to a closed loop); cancel only a round that hangs.
+            done, _ = await asyncio.wait({self._task}, timeout=5)
+            if not done:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self._stopping = False
 
     async def backlog(self) -> int:
         async with self._sessions() as session:

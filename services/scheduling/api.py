@@ -77,7 +77,9 @@ async def list_practitioners(
     ctx: ContextDep, who: CurrentPrincipal, npwz: Annotated[str | None, Query(max_length=8)] = None
 ) -> list[Practitioner]:
     async with ctx.sessions() as session:
-        return list(await service.list_rows(session, Practitioner, who.require_facility(), npwz=npwz))
+        # NPWZ are stored as validated (upper-case nurse suffix): look them up the same way.
+        wanted = npwz.strip().upper() if npwz else None
+        return list(await service.list_rows(session, Practitioner, who.require_facility(), npwz=wanted))
 
 
 @router.post("/work-types", status_code=201, response_model=schemas.WorkTypeOut, **allow(*ADMIN))

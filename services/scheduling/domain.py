@@ -31,27 +31,30 @@ class Interval:
 
 
 def cut_slots(day: dt.date, start: dt.time, end: dt.time, visit_minutes: int, tz: ZoneInfo) -> list[Interval]:
-    """Cut a working time into visits of ``visit_minutes`` (wall-clock time at the facility).
+    """Cut a working time into visits of ``visit_minutes``.
 
-    A remainder shorter than one visit at the end is not a slot (08:00-09:10 by 20 min gives three
-    slots). Instants are timezone-aware, so a schedule on a DST-change day stays correct.
+    ``start`` and ``end`` are wall-clock times at the facility; the visits are cut in real time
+    between those two instants, so every slot lasts exactly ``visit_minutes`` and none overlaps
+    another, also on a DST-change day (the spring hour that does not exist gets no slots, the
+    autumn hour that happens twice gets slots twice). A remainder shorter than one visit at the
+    end is not a slot (08:00-09:10 by 20 min gives three slots).
     """
     if not MIN_VISIT_MINUTES <= visit_minutes <= MAX_VISIT_MINUTES:
         raise ScheduleError("visit_minutes", f"must be between {MIN_VISIT_MINUTES} and {MAX_VISIT_MINUTES}")
     if end <= start:
         raise ScheduleError("end_time", "must be after start_time")
-    first = dt.datetime.combine(day, start)
-    last = dt.datetime.combine(day, end)
+    first = _local(dt.datetime.combine(day, start), tz)
+    last = _local(dt.datetime.combine(day, end), tz)
     step = dt.timedelta(minutes=visit_minutes)
     if last - first < step:
         raise ScheduleError("end_time", f"the working time is shorter than one visit of {visit_minutes} minutes")
     slots = []
     cursor = first
     while cursor + step <= last:
-        # Wall-clock arithmetic, then localise: 08:00 + 20 min is 08:20 on the clock on any day.
-        slots.append(Interval(_local(cursor, tz), _local(cursor + step, tz)))
+        # Aware UTC arithmetic is real elapsed time: wall-clock steps would overlap across a DST change.
+        slots.append(Interval(cursor, cursor + step))
         cursor += step
-    return [s for s in slots if s.end > s.start]
+    return slots
 
 
 def _local(naive: dt.datetime, tz: ZoneInfo) -> dt.datetime:

@@ -7,7 +7,7 @@ import enum
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.identifiers import Npwz, Pesel
 
@@ -103,6 +103,14 @@ class ScheduleIn(_In):
     end_time: dt.time
     visit_minutes: int = Field(ge=5, le=480)
     cer_published: bool = False
+
+    @field_validator("start_time", "end_time")
+    @classmethod
+    def _wall_clock(cls, value: dt.time) -> dt.time:
+        # Times are read on the facility's clock; an offset (or a number of seconds) has no meaning here.
+        if value.tzinfo is not None:
+            raise ValueError("must be a wall-clock time HH:MM without an offset")
+        return value
 
     @model_validator(mode="after")
     def _end_after_start(self) -> ScheduleIn:

@@ -115,6 +115,11 @@ async def create_schedule(
     practitioner = await _owned(
         session, Practitioner, data.practitioner_id, facility_id, "practitioner", "body.practitioner_id"
     )
+    # One schedule of a practitioner at a time: concurrent overlapping inserts would otherwise wait
+    # on each other's slots in the exclusion constraint and deadlock (a 500) instead of a clean 409.
+    await session.execute(
+        sa.select(Practitioner.id).where(Practitioner.id == practitioner.id).with_for_update(key_share=True)
+    )
     await _owned(session, Location, data.location_id, facility_id, "location", "body.location_id")
     work_type = await _owned(session, WorkType, data.work_type_id, facility_id, "work type", "body.work_type_id")
     try:

@@ -1,0 +1,199 @@
+"""End to end through the distributed suite: the gateway and every service as uvicorn processes.
+
+Real PostgreSQL (a database per service, created and migrated by the service on start) and the
+session's RabbitMQ vhost, exactly as ``make run-distributed`` runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gateway.distributed import start_all, stop_all, wait_ready
+from gateway.registry import SERVICES
+from tests.conftest import OTHER_PESEL, PESEL, PG_BASE, SESSION_TAG, _drop_database
+
+pytestmark = pytest.mark.infra
+T = TypeVar("T")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: it must not touch the test thread's event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _drop_all(names: list[str]) -> None:
+    for name in names:
+        await _drop_database(name)
+
+
+async def _scalar(url: str, sql: str) -> Any:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.scalar(sa.text(sql))
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Suite:
+    gateway: str
+    processes: dict[str, subprocess.Popen[bytes]]
+    databases: dict[str, str]
+    exchange: str
+    vhost: str
+
+
+@pytest.fixture
+def suite(pg_database: Callable[[str], str], amqp_url: str) -> Iterator[Suite]:
+    # Fails (CI) or skips here, before anything starts, when PostgreSQL is down.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(pg_database, "e2e_probe").result()
+    names = [*SERVICES, "gateway"]
+    ports = {name: _free_port() for name in [*SERVICES, "gateway"]}
+    prefix = f"test_{SESSION_TAG}_e2e_{uuid.uuid4().hex[:6]}"
+    exchange = f"test.e2e.{uuid.uuid4().hex[:8]}"
+    base_env = {
+        **os.environ,
+        "AMQP_URL": amqp_url,
+        "PG_BASE_URL": PG_BASE,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "DEV_AUTH": "true",
+        "EVENTS_EXCHANGE": exchange,
+        "OUTBOX_POLL_SECONDS": "0.2",
+    }
+    databases = {name: f"{prefix}_{name}" for name in SERVICES}
+    processes = start_all(ports=ports, base_env=base_env, database_prefix=prefix)
+    try:
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        if not wait_ready(f"{gateway}/readyz", timeout=60):
+            exited = {name: p.poll() for name, p in zip(names, processes, strict=True)}
+            pytest.fail(f"the distributed suite did not become ready in 60 s (exit codes: {exited})")
+        yield Suite(
+            gateway, dict(zip(names, processes, strict=True)), databases, exchange, unquote(urlsplit(amqp_url).path[1:])
+        )
+    finally:
+        stop_all(processes)
+        _run(_drop_all(list(databases.values())))
+
+
+def _is_problem(answer: httpx.Response) -> bool:
+    return str(answer.headers.get("content-type", "")).startswith("application/problem+json")
+
+
+def _created(client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    answer = client.post(f"/api/v1/scheduling/{path}", json=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def _token(client: httpx.Client, **claims: str) -> dict[str, str]:
+    answer = client.post("/api/v1/auth/dev-token", json=claims)
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def test_the_distributed_suite_books_once_reports_ready_and_answers_502_without_its_service(suite: Suite) -> None:
+    with httpx.Client(base_url=suite.gateway, timeout=15) as client:
+        admin = _token(client, sub="admin", role="facility_admin", facility_id="clinic-dist")
+        desk = _token(client, sub="desk", role="registrar", facility_id="clinic-dist")
+
+        location = _created(client, "locations", {"name": "Centrum"}, admin)
+        doctor = _created(
+            client, "practitioners", {"name": "Dr A", "npwz": "5425740", "profession": "doctor", "poz": True}, admin
+        )
+        work = _created(client, "work-types", {"name": "Visit"}, admin)
+        schedule = _created(
+            client,
+            "schedules",
+            {
+                "practitioner_id": doctor["id"],
+                "location_id": location["id"],
+                "work_type_id": work["id"],
+                "date": "2030-03-04",
+                "start_time": "08:00",
+                "end_time": "09:00",
+                "visit_minutes": 20,
+            },
+            desk,
+        )
+        assert schedule["slots_created"] == 3
+        slots = client.get("/api/v1/scheduling/slots", params={"status": "free"}, headers=desk).json()
+        assert [s["start"] for s in slots] == ["2030-03-04T07:00:00Z", "2030-03-04T07:20:00Z", "2030-03-04T07:40:00Z"]
+
+        booked = client.post(
+            "/api/v1/scheduling/bookings",
+            json={"slot_id": slots[0]["id"], "patient_pesel": PESEL, "source": "desk"},
+            headers={**desk, "X-Request-ID": "e2e-trace-1"},
+        )
+        assert booked.status_code == 201, booked.text
+        assert booked.headers["x-request-id"] == "e2e-trace-1"
+        twice = client.post(
+            "/api/v1/scheduling/bookings",
+            json={"slot_id": slots[0]["id"], "patient_pesel": OTHER_PESEL, "source": "desk"},
+            headers=desk,
+        )
+        assert twice.status_code == 409, twice.text
+        assert _is_problem(twice)
+        assert twice.json()["status"] == 409
+
+        # Ready, with the outbox drained to RabbitMQ by the service's relay.
+        deadline = time.monotonic() + 15
+        while True:
+            ready = client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            checks = ready.json()["services"]["scheduling"]["checks"]
+            assert checks["database"] == "ok" and checks["broker"] == "ok"
+            assert isinstance(checks["outbox_backlog"], int)
+            if checks["outbox_backlog"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert checks["outbox_backlog"] == 0
+
+        # The service used this test's database and this session's vhost, as the launcher was told.
+        database = f"{PG_BASE}/{suite.databases['scheduling']}"
+        assert _run(_scalar(database, "SELECT count(*) FROM bookings")) == 1
+        exchanges = subprocess.run(
+            ["rabbitmqctl", "-q", "list_exchanges", "-p", suite.vhost, "name"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if exchanges.returncode == 0:
+            assert suite.exchange in exchanges.stdout.split()
+
+        # The scheduling process dies: the gateway answers for it with a 502 problem.
+        scheduling = suite.processes["scheduling"]
+        scheduling.kill()
+        scheduling.wait(timeout=10)
+        gone = client.get("/api/v1/scheduling/slots", headers=desk)
+        assert gone.status_code == 502, gone.text
+        assert _is_problem(gone)
+        assert gone.json()["type"].endswith("/upstream-unreachable")
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["services"]["scheduling"]["status"] == "unreachable"
