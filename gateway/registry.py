@@ -11,11 +11,13 @@ from fastapi import FastAPI
 # name -> "module:function" building the service's app; the order is the start order.
 SERVICES: dict[str, str] = {
     "scheduling": "services.scheduling.app:create_app",
+    "pharmacy": "services.pharmacy.app:create_app",
 }
 
 DISTRIBUTED_PORTS: dict[str, int] = {
     "gateway": 8000,
     "scheduling": 8101,
+    "pharmacy": 8105,
 }
 
 

@@ -1,0 +1,1 @@
+"""Pharmacy service: psychoactive OTC sale limits (and, later, e-prescription realisation)."""

@@ -1,0 +1,202 @@
+"""Pharmacy HTTP API (psychoactive OTC sales): parse, authorise, call a use case, shape the answer.
+
+Only a pharmacist works here, always inside the pharmacy of their token: a clinic's roles
+(facility_admin included) have no pharmacy, and there is no pharmacy administrator role, so the
+pharmacist also sets the pharmacy's policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+
+from services.pharmacy import domain, schemas, service
+from services.pharmacy.models import Product
+from shared.app import ContextDep
+from shared.auth import CurrentPrincipal, Role, allow
+from shared.problems import PROBLEM_RESPONSES, ProblemError, Unprocessable
+
+router = APIRouter(prefix="/api/v1/pharmacy", tags=["pharmacy"], responses=PROBLEM_RESPONSES)
+
+PHARMACY = (Role.pharmacist,)
+CSV_MEDIA_TYPES = ("text/csv", "text/plain")
+CSV_EXAMPLE = (
+    "name,marketed_on,substance,mg_per_package\n"
+    "Advil Zatoki 4 tabl.,2017-03-01,Pseudoephedrinum,120\n"
+    "Gripex 12 tabl.,2018-05-10,pseudoephedrine,360\n"
+    "Gripex 12 tabl.,2018-05-10,Dextromethorphanum,120\n"
+)
+
+
+def _today(ctx: ContextDep) -> dt.date:
+    return dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+
+
+def _with_openapi(route: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``allow(...)`` route arguments with more OpenAPI (``allow`` owns ``openapi_extra``)."""
+    return {**route, "openapi_extra": {**route["openapi_extra"], **extra}}
+
+
+def _product_view(product: Product) -> schemas.ProductOut:
+    return schemas.ProductOut.model_validate(product)
+
+
+# ----------------------------------------------------------------------------- products
+
+
+@router.post("/products", status_code=201, response_model=schemas.ProductOut, **allow(*PHARMACY))
+async def create_product(body: schemas.ProductIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ProductOut:
+    async with ctx.uow() as uow:
+        product = await service.create_product(uow, who.require_pharmacy(), body, _today(ctx))
+    return _product_view(product)
+
+
+@router.put(
+    "/products/{product_id}",
+    response_model=schemas.ProductOut,
+    summary="Rewrite a product card (e.g. fill in a missing amount)",
+    **allow(*PHARMACY),
+)
+async def update_product(
+    product_id: uuid.UUID, body: schemas.ProductIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.ProductOut:
+    async with ctx.uow() as uow:
+        product = await service.update_product(uow, who.require_pharmacy(), product_id, body, _today(ctx))
+    return _product_view(product)
+
+
+IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The product file as the raw request body (`Content-Type: text/csv`, UTF-8 unless a "
+        "`charset` is given), at most 10 MiB. Header `name,marketed_on,substance,mg_per_package`; one line per "
+        "substance, lines with the same name and marketed_on are one product; an empty mg_per_package means "
+        "'not filled in'. A product with an invalid line is not imported at all.",
+        "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE}},
+    }
+}
+
+
+@router.post(
+    "/products/import",
+    response_model=schemas.ImportOut,
+    summary="Import products in bulk from a CSV file",
+    responses={415: {"description": "the body is not text/csv"}},
+    **_with_openapi(allow(*PHARMACY), IMPORT_BODY),
+)
+async def import_products(request: Request, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ImportOut:
+    pharmacy_id = who.require_pharmacy()
+    text = _csv_text(request.headers.get("content-type", ""), await request.body())
+    async with ctx.sessions() as session:
+        limits = await service.limit_table(session)
+    # A 10 MiB file takes a second to parse: off the event loop, and before the write transaction
+    # (on SQLite that holds the database's one write lock).
+    parsed = await asyncio.to_thread(service.read_catalogue, text, limits)
+    async with ctx.uow() as uow:
+        return await service.import_products(uow, pharmacy_id, parsed, limits, _today(ctx))
+
+
+def _csv_text(content_type: str, body: bytes) -> str:
+    media_type, _, params = content_type.partition(";")
+    if media_type.strip().lower() not in CSV_MEDIA_TYPES:
+        raise ProblemError(
+            "send the file as the request body with Content-Type: text/csv", status=415, code="unsupported-media-type"
+        )
+    charset = "utf-8-sig"  # a spreadsheet's UTF-8 export starts with a byte-order mark
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"').lower()
+    if charset in ("utf-8", "utf8"):
+        charset = "utf-8-sig"
+    try:
+        return body.decode(charset)
+    except LookupError as exc:
+        raise ProblemError(f"unknown charset {charset!r}", status=415, code="unsupported-media-type") from exc
+    except UnicodeDecodeError as exc:
+        raise Unprocessable.field(
+            "body", f"the file is not valid {charset} at byte {exc.start}; give its charset, e.g. windows-1250"
+        ) from exc
+
+
+@router.get("/products", response_model=list[schemas.ProductOut], **allow(*PHARMACY))
+async def list_products(
+    ctx: ContextDep,
+    who: CurrentPrincipal,
+    name: Annotated[str | None, Query(max_length=200, description="part of the name, any case")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[schemas.ProductOut]:
+    async with ctx.sessions() as session:
+        rows = await service.list_products(session, who.require_pharmacy(), name=name, limit=limit, offset=offset)
+        return [_product_view(p) for p in rows]
+
+
+@router.get("/products/{product_id}", response_model=schemas.ProductOut, **allow(*PHARMACY))
+async def get_product(product_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ProductOut:
+    async with ctx.sessions() as session:
+        return _product_view(await service.get_product(session, who.require_pharmacy(), product_id))
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+@router.get("/settings", response_model=schemas.SettingsOut, **allow(*PHARMACY))
+async def get_settings(ctx: ContextDep, who: CurrentPrincipal) -> schemas.SettingsOut:
+    async with ctx.sessions() as session:
+        return schemas.SettingsOut(psychoactive_policy=await service.get_policy(session, who.require_pharmacy()))
+
+
+@router.put("/settings", response_model=schemas.SettingsOut, **allow(*PHARMACY))
+async def put_settings(body: schemas.SettingsIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.SettingsOut:
+    async with ctx.uow() as uow:
+        policy = await service.set_policy(uow, who.require_pharmacy(), body.psychoactive_policy)
+    return schemas.SettingsOut(psychoactive_policy=policy)
+
+
+# ----------------------------------------------------------------------------- sale check
+
+
+@router.post(
+    "/sales/check",
+    response_model=schemas.SaleCheckOut,
+    summary="Check one OTC sale against the psychoactive-substance limits",
+    **allow(*PHARMACY),
+)
+async def check_sale(body: schemas.SaleCheckIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.SaleCheckOut:
+    on = body.on_date or _today(ctx)
+    async with ctx.sessions() as session:
+        check, policy = await service.check_sale(session, who.require_pharmacy(), body, on)
+    return sale_check_view(check, policy, on)
+
+
+def sale_check_view(check: domain.SaleCheck, policy: domain.Policy, on: dt.date) -> schemas.SaleCheckOut:
+    return schemas.SaleCheckOut(
+        decision=check.decision,
+        reasons=[
+            schemas.ReasonOut(
+                key=r.key,
+                pl=r.pl,
+                en=r.en,
+                substance=r.substance,
+                product_id=uuid.UUID(r.product_id) if r.product_id else None,
+            )
+            for r in check.reasons
+        ],
+        substances=[
+            schemas.SubstanceTotalOut(
+                substance=t.substance,
+                total_multiplier=float(t.total_multiplier),
+                total_mg=float(t.total_mg),
+                max_mg_per_sale=float(t.max_mg),
+            )
+            for t in check.substances
+        ],
+        policy=policy,
+        on_date=on,
+    )

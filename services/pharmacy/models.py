@@ -1,0 +1,100 @@
+"""Pharmacy tables: the psychoactive limit rules, each pharmacy's product cards and its settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from services.pharmacy.domain import DEFAULT_POLICY, Policy
+from shared.db import TYPE_ANNOTATION_MAP, new_metadata, utcnow
+from shared.outbox import IdempotencyMixin, InboxMixin, OutboxMixin
+
+# The limit check's policies, spelt out in a CHECK constraint of the settings table.
+POLICIES_SQL = ", ".join(f"'{policy}'" for policy in Policy)
+Milligrams = sa.Numeric(12, 3)
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+class PsychoactiveLimit(Base):
+    """Maximum amount per sale, by substance and the day it took effect: law as data, not code.
+
+    Shared by every pharmacy (it is the national rule); seeded by the first migration.
+    """
+
+    __tablename__ = "psychoactive_limits"
+    __table_args__ = (sa.CheckConstraint("max_mg_per_sale > 0", name="max_positive"),)
+    substance: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    valid_from: Mapped[dt.date] = mapped_column(primary_key=True)
+    max_mg_per_sale: Mapped[Decimal] = mapped_column(Milligrams)
+    legal_basis: Mapped[str | None] = mapped_column(sa.String(300))
+
+
+class Product(Base):
+    """A product card (karta towaru) of one pharmacy."""
+
+    __tablename__ = "products"
+    __table_args__ = (
+        sa.UniqueConstraint("pharmacy_id", "name", "marketed_on", name="uq_products_pharmacy_name_marketed_on"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    pharmacy_id: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    marketed_on: Mapped[dt.date]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    substances: Mapped[list[ProductSubstance]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="ProductSubstance.position"
+    )
+
+
+class ProductSubstance(Base):
+    """One row of the card's "SUBSTANCJE PSYCHOAKTYWNE" window.
+
+    ``multiplier`` (mnożnik) and ``max_mg_per_sale`` (maksymalna ilość) are as computed when the card
+    was written, for display; the sale check recomputes from ``mg_per_package`` and the rule in force
+    on the sale day, so a change of law never leaves a stale number deciding a sale.
+    """
+
+    __tablename__ = "product_substances"
+    __table_args__ = (
+        sa.UniqueConstraint("product_id", "substance", name="uq_product_substances_product_substance"),
+        sa.CheckConstraint("mg_per_package IS NULL OR mg_per_package > 0", name="mg_positive"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    product_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("products.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    substance: Mapped[str] = mapped_column(sa.String(100))  # canonical key, e.g. "pseudoephedrine"
+    mg_per_package: Mapped[Decimal | None] = mapped_column(Milligrams)  # ilość w produkcie; None: not filled in
+    max_mg_per_sale: Mapped[Decimal | None] = mapped_column(Milligrams)
+    multiplier: Mapped[Decimal | None] = mapped_column(sa.Numeric(16, 5))
+
+
+class PharmacySettings(Base):
+    __tablename__ = "pharmacy_settings"
+    __table_args__ = (sa.CheckConstraint(f"psychoactive_policy IN ({POLICIES_SQL})", name="psychoactive_policy_known"),)
+    pharmacy_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    psychoactive_policy: Mapped[str] = mapped_column(sa.String(20), default=DEFAULT_POLICY.value)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Outbox(Base, OutboxMixin):
+    pass
+
+
+class Inbox(Base, InboxMixin):
+    pass
+
+
+class IdempotencyKey(Base, IdempotencyMixin):
+    pass
