@@ -1,0 +1,208 @@
+"""Reimbursement HTTP API (eZWM orders): parse, authorise, call a use case, shape the answer.
+
+A clinic's doctor (practitioner) or administrator issues and ends orders of their facility; a
+pharmacist finds orders by number + PESEL or birth date, realises them and settles the month of
+their own pharmacy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Query, Response
+
+from services.integration.ezwm import EzwmClient
+from services.reimbursement import schemas, service
+from services.reimbursement.domain import EntitlementCheck, Month, ReimbursementError
+from services.reimbursement.models import PENDING_REGISTRATION, REGISTRATION_REJECTED, Order, Realisation
+from services.reimbursement.registration import Registrar, pln
+from shared.app import ContextDep, ServiceContext
+from shared.auth import CurrentPrincipal, Role, allow
+from shared.identifiers import Pesel
+from shared.problems import PROBLEM_RESPONSES, NotFound, Unprocessable
+
+router = APIRouter(prefix="/api/v1/reimbursement", tags=["reimbursement"], responses=PROBLEM_RESPONSES)
+
+DOCTORS = (Role.practitioner, Role.facility_admin)
+PHARMACY = (Role.pharmacist,)
+OrderNumber = Annotated[str, Path(min_length=1, max_length=40, description="numer ewidencyjny zlecenia from eZWM")]
+
+
+def today(ctx: ServiceContext) -> dt.date:
+    """Today in the rules' time zone; tests replace it through ``ctx.extras["today"]``."""
+    clock: Callable[[], dt.date] | None = ctx.extras.get("today")
+    return clock() if clock is not None else dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+
+
+def ezwm(ctx: ServiceContext) -> EzwmClient:
+    client: EzwmClient = ctx.extras["ezwm"]
+    return client
+
+
+def registrar(ctx: ServiceContext) -> Registrar:
+    found: Registrar = ctx.extras["registrar"]
+    return found
+
+
+# ----------------------------------------------------------------------------- orders
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=schemas.OrderOut,
+    responses={503: {"description": "eZWM is unreachable: nothing was issued"}},
+    summary="Issue an order: eZWM verifies it and assigns its number, positive or negative",
+    **allow(*DOCTORS),
+)
+async def issue_order(body: schemas.OrderIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.OrderOut:
+    async with ctx.uow() as uow:
+        row = await service.issue_order(
+            uow, ezwm(ctx), facility_id=who.require_facility(), issued_by=who.sub, data=body
+        )
+    return service.order_view(row, [], today(ctx))
+
+
+@router.get(
+    "/orders/{number}",
+    response_model=schemas.OrderOut,
+    summary="Find an order by its number and the patient's PESEL or birth date",
+    description="A pharmacist must give `pesel` or `birth_date`; the issuing facility's doctors need neither. "
+    "A number that does not match the identifier answers 404, like an unknown one.",
+    **allow(*PHARMACY, *DOCTORS),
+)
+async def get_order(
+    number: OrderNumber,
+    ctx: ContextDep,
+    who: CurrentPrincipal,
+    pesel: Annotated[Pesel | None, Query()] = None,
+    birth_date: Annotated[dt.date | None, Query()] = None,
+) -> schemas.OrderOut:
+    async with ctx.sessions() as session:
+        if who.role == Role.pharmacist:
+            if pesel is None and birth_date is None:
+                raise Unprocessable.field("query.pesel", "give the patient's pesel or birth_date with the number")
+            row = await service.patient_order(session, number, pesel=pesel, birth_date=birth_date)
+        else:
+            row = await service.issued_order(session, number, who.require_facility())
+        realized = await service.months_realized(session, number)
+    return service.order_view(row, realized, today(ctx))
+
+
+@router.post(
+    "/orders/{number}/end",
+    response_model=schemas.OrderOut,
+    responses={503: {"description": "eZWM is unreachable: the order was not ended"}},
+    summary="End or shorten an order; this releases the pharmacy's lock",
+    **allow(*DOCTORS),
+)
+async def end_order(
+    number: OrderNumber, body: schemas.EndIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.OrderOut:
+    async with ctx.uow() as uow:
+        row, realized = await service.end_order(
+            uow, ezwm(ctx), facility_id=who.require_facility(), number=number, end_month=body.end_month
+        )
+    return service.order_view(row, realized, today(ctx))
+
+
+# ----------------------------------------------------------------------------- realisations
+
+
+@router.post(
+    "/orders/{number}/realizations",
+    status_code=201,
+    response_model=schemas.RealisationOut,
+    responses={409: {"description": "the order is locked by another pharmacy, or a month was already realised"}},
+    summary="Realise 1 to 6 months of an order; the first pharmacy locks it for its whole validity",
+    description="Recorded here first, then registered in eZWM. When eZWM is unreachable the answer is still 201 "
+    "with `ezwm_status: pending_registration`, and the service registers it as soon as eZWM answers again.",
+    **allow(*PHARMACY),
+)
+async def realise(
+    number: OrderNumber, body: schemas.RealisationIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.RealisationOut:
+    pharmacy_id = who.require_pharmacy()
+    async with ctx.uow() as uow:
+        realisation, check = await service.realise(
+            uow, number=number, pharmacy_id=pharmacy_id, realised_by=who.sub, data=body, today=today(ctx)
+        )
+    # After the commit: the realisation stands whatever eZWM answers, and is retried if it does not.
+    outcome = await registrar(ctx).register(realisation.id)
+    async with ctx.sessions() as session:
+        fresh = await session.get(Realisation, realisation.id)
+        locked_by = await session.scalar(sa.select(Order.locked_by).where(Order.number == number))
+    if fresh is None:  # committed above and never deleted; only a wiped database gets here
+        raise NotFound(f"realisation {realisation.id} vanished")
+    return _realisation_view(fresh, locked_by, check, _notes(outcome, fresh))
+
+
+def _notes(outcome: str, row: Realisation) -> list[str]:
+    if outcome == PENDING_REGISTRATION:
+        return [service.OFFLINE_NOTE]
+    if outcome == REGISTRATION_REJECTED:
+        return [f"eZWM refused to register this realisation: {row.last_registration_error}"]
+    return []
+
+
+def _realisation_view(
+    row: Realisation, locked_by: str | None, check: EntitlementCheck, notes: list[str]
+) -> schemas.RealisationOut:
+    return schemas.RealisationOut(
+        id=row.id,
+        order_number=row.order_number,
+        months=list(row.months),
+        pieces=row.pieces,
+        unit_price=pln(row.unit_price_grosze),
+        realized_on=row.realized_on,
+        per_piece_limit=pln(row.per_piece_limit_grosze) if row.per_piece_limit_grosze is not None else None,
+        value_limit=pln(row.value_limit_grosze),
+        rate=pln(row.rate_percent),
+        total=pln(row.unit_price_grosze * row.pieces),
+        subsidy=pln(row.subsidy_grosze),
+        patient_share=pln(row.patient_share_grosze),
+        rules_valid_from=row.rules_valid_from,
+        patient_age=row.patient_age,
+        entitlements_in_force=list(row.entitlements),
+        entitlements_dropped=[schemas.DroppedEntitlementOut(code=d.code, reason=d.reason) for d in check.dropped],
+        continuation=row.continuation,
+        ezwm_status=schemas.EzwmStatus(row.ezwm_status),
+        ezwm_registration_number=row.ezwm_registration_number,
+        locked_by_pharmacy=locked_by,
+        notes=notes,
+    )
+
+
+# ----------------------------------------------------------------------------- settlements
+
+
+@router.get(
+    "/settlements",
+    response_model=schemas.SettlementOut,
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}},
+    summary="The month's settlement of your pharmacy: one row per realisation, totals, documents, retention",
+    **allow(*PHARMACY),
+)
+async def settlement(
+    ctx: ContextDep,
+    who: CurrentPrincipal,
+    month: Annotated[str, Query(max_length=7, examples=["2030-01"], description="YYYY-MM")],
+    output: Annotated[schemas.SettlementFormat, Query(alias="format")] = schemas.SettlementFormat.json,
+) -> Any:
+    try:
+        settled_month = Month.parse(month, "month")
+    except ReimbursementError as exc:
+        raise service.problem_for(exc, where="query") from exc
+    async with ctx.sessions() as session:
+        settled = await service.settlement(session, who.require_pharmacy(), settled_month)
+    if output is schemas.SettlementFormat.csv:
+        return Response(
+            service.settlement_csv(settled),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="settlement-{settled.month}.csv"'},
+        )
+    return settled

@@ -1,0 +1,1 @@
+"""Sandbox: in-memory simulators of the national systems, one router per system, over real HTTP."""
