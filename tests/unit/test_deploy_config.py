@@ -25,7 +25,8 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from gateway.distributed import gateway_environment, service_environment
-from gateway.registry import SERVICES
+from gateway.registry import PRODUCTION_ONLY_ENVIRONMENT, SERVICES
+from gateway.registry import settings_class as service_settings_class
 from shared.settings import DEFAULT_JWT_SECRET, GatewaySettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,13 +137,14 @@ def app_container(app: str) -> dict[str, Any]:
     return container
 
 
-def expected_names(app: str) -> set[str]:
+def expected_names(app: str, *, production: bool = False) -> set[str]:
     launched = gateway_environment(base={}) if app == "gateway" else service_environment(app, base={})
-    return set(launched) | DEPLOYMENT_ONLY
+    extra = set(PRODUCTION_ONLY_ENVIRONMENT.get(app, ())) if production else set()
+    return set(launched) | DEPLOYMENT_ONLY | extra
 
 
 def settings_class(app: str) -> type[Settings]:
-    return GatewaySettings if app == "gateway" else Settings
+    return GatewaySettings if app == "gateway" else service_settings_class(app)
 
 
 def unknown_settings(app: str, names: Mapping[str, str]) -> list[str]:
@@ -255,7 +257,7 @@ def test_k8s_sets_the_variables_of_run_distributed(app: str) -> None:
     containers = [app_container(app), *pod_spec(app).get("initContainers", [])]
     for container in containers:
         env = container_environment(container)
-        same(f"k8s {app}/{container['name']} environment", set(env), expected_names(app))
+        same(f"k8s {app}/{container['name']} environment", set(env), expected_names(app, production=True))
         assert not unknown_settings(app, env), f"k8s {app}: not settings fields: {unknown_settings(app, env)}"
 
 
