@@ -117,7 +117,7 @@ class Gateway:
     async def readiness(self) -> tuple[dict[str, Any], int]:
         async def one(upstream: Upstream) -> tuple[str, Any]:
             try:
-                answer = await upstream.client.get("/readyz", timeout=5)
+                answer = await upstream.client.get("/readyz", timeout=min(5.0, self.settings.upstream_timeout_seconds))
                 return upstream.name, answer.json()
             except (httpx.HTTPError, ValueError) as exc:
                 return upstream.name, {"status": "unreachable", "error": type(exc).__name__}

@@ -61,7 +61,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def make_gateway_settings(tmp_path: Path, **overrides: Any) -> GatewaySettings:
-    return GatewaySettings(**make_settings(tmp_path).model_dump(exclude={"service_name"}), **overrides)
+    return GatewaySettings(**{**make_settings(tmp_path).model_dump(exclude={"service_name"}), **overrides})
 
 
 @pytest.fixture

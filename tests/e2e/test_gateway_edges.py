@@ -1,0 +1,70 @@
+"""The gateway's own answers: dev auth switched off, an upstream that never answers, an unknown route."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from tests.conftest import make_gateway_settings, running_client
+
+
+async def test_the_dev_token_endpoint_answers_404_when_dev_auth_is_off(tmp_path: Path) -> None:
+    app = create_app(make_gateway_settings(tmp_path, dev_auth=False))
+    async for client in running_client(app):
+        answer = await client.post("/api/v1/auth/dev-token", json={"sub": "x", "role": "registrar", "facility_id": "f"})
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "/api/v1/auth/dev-token" not in (await client.get("/openapi.json")).json()["paths"]
+
+
+@pytest.fixture
+async def silent_upstream() -> AsyncIterator[str]:
+    """A server that accepts connections and never answers: a service hung on something."""
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+async def test_a_service_that_does_not_answer_gives_504_problem_json(tmp_path: Path, silent_upstream: str) -> None:
+    settings = make_gateway_settings(tmp_path, scheduling_url=silent_upstream, upstream_timeout_seconds=0.3)
+    async for client in running_client(create_app(settings)):
+        answer = await client.get("/api/v1/scheduling/slots")
+        assert answer.status_code == 504
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "scheduling" in answer.json()["detail"]
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["services"]["scheduling"]["status"] == "unreachable"
+
+
+async def test_a_service_that_is_down_gives_502_problem_json(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = make_gateway_settings(tmp_path, scheduling_url=f"http://127.0.0.1:{port}")
+    async for client in running_client(create_app(settings)):
+        answer = await client.get("/api/v1/scheduling/slots")
+        assert answer.status_code == 502
+        assert answer.json()["status"] == 502
+
+
+async def test_an_unknown_service_or_endpoint_is_404_problem_json(gateway_client: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/nosuch/things", "/api/v1/scheduling/nosuch"):
+        answer = await gateway_client.get(path)
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"] == "application/problem+json"
+    wrong_method = await gateway_client.delete("/api/v1/scheduling/locations")
+    assert wrong_method.status_code == 405
