@@ -66,3 +66,11 @@ async def test_an_order_is_verified_realised_once_and_settled(gateway_client: ht
     )
     assert settlement.status_code == 200, settlement.text
     assert settlement.json()["totals"]["subsidy"] == "94.50"
+    csv = await gateway_client.get(
+        "/api/v1/reimbursement/settlements", params={"month": month, "format": "csv"}, headers=apteka
+    )
+    assert csv.status_code == 200, csv.text
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert number in lines[1] and "94.50" in lines[1]
+    assert lines[-1].startswith("TOTAL") and "94.50" in lines[-1]
