@@ -144,6 +144,56 @@ def booking_jobs(
     return [job(s) for s in slot_ids]
 
 
+REALISATIONS = int(os.environ.get("BENCH_REALISATIONS", "400"))
+
+
+async def realisations_through_gateway(client: httpx.AsyncClient, settings: Settings) -> Run:
+    """eZWM realisations per second: each order realised once, by one pharmacy (which takes its lock)."""
+    doctor = {
+        "Authorization": "Bearer "
+        + issue_token(Claims(sub="bench-dr", role="practitioner", facility_id=FACILITY, npwz="5425740"), settings)
+    }
+    pharmacist = {
+        "Authorization": "Bearer "
+        + issue_token(Claims(sub="bench-ph", role="pharmacist", pharmacy_id="bench-apteka"), settings)
+    }
+    today = dt.date.today()
+    order = {
+        "patient_pesel": PESEL,
+        "code": "P.100",
+        "group": "MCH1",
+        "pieces_per_month": 90,
+        "months": 3,
+        "start_month": today.strftime("%Y-%m"),
+        "entitlements": [],
+        "channel": "visit",
+    }
+    numbers: list[str] = []
+
+    def issue() -> Callable[[], Awaitable[int]]:
+        async def post() -> int:
+            answer = await client.post("/api/v1/reimbursement/orders", json=order, headers=doctor)
+            if answer.status_code == 201:
+                numbers.append(answer.json()["number"])
+            return answer.status_code
+
+        return post
+
+    await drive(Run("issue orders"), [issue() for _ in range(REALISATIONS)])
+    body = {"months": [today.strftime("%Y-%m")], "pieces": 90, "unit_price": "1.50", "realized_on": today.isoformat()}
+
+    def realise(number: str) -> Callable[[], Awaitable[int]]:
+        async def post() -> int:
+            answer = await client.post(
+                f"/api/v1/reimbursement/orders/{number}/realizations", json=body, headers=pharmacist
+            )
+            return answer.status_code
+
+        return post
+
+    return await drive(Run("eZWM realisations via gateway"), [realise(n) for n in numbers])
+
+
 async def bare_insert_loop(dsn: str, count: int) -> Run:
     """The ceiling: single-row INSERT transactions over CLIENTS asyncpg connections."""
     pool = await asyncpg.create_pool(dsn, min_size=CLIENTS, max_size=CLIENTS)
@@ -221,9 +271,10 @@ async def benchmark(ports: dict[str, int], prefix: str) -> None:
             for j in (booking_jobs(via_gateway, headers, [s] * 4) + booking_jobs(direct, headers, [s] * 4))
         ]
         runs.append(await drive(Run(f"contention ({CONTENDED_SLOTS} slots x 8)"), racing))
+        realisations = await realisations_through_gateway(via_gateway, settings)
     dsn = f"{PG_BASE.replace('+asyncpg', '')}/{prefix}_scheduling"
     runs.append(await bare_insert_loop(dsn, BOOKINGS))
-    print_table(runs)
+    print_table([*runs, realisations])
     doubles, total = await count_double_bookings(dsn)
     gw, di, bare = runs[0], runs[1], runs[3]
     print(
