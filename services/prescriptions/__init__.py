@@ -1,0 +1,1 @@
+"""Prescription ordering (portal and IKP) and e-prescription issuing."""

@@ -1,0 +1,183 @@
+"""Routing a prescription request to a slot, and the five problem notifications.
+
+Order (DOMAIN.md 2, KS-SOMED "Konfiguracja lekarzy dyżurnych"): the target doctor's earliest free
+prescription slot; else the duty doctor of the request's location - first at that location, then
+at that duty doctor's other locations. Earliest slot first within each tier (ties: slot id).
+
+Choices where the source is silent:
+- No active service (problem 1): the request is not routed at all; only problem 1 is raised.
+- Doctor not enabled (2), no free slot of the doctor (3), no practitioner with the NPWZ (5): the
+  request still goes to the duty doctor (the source: "W przypadku braku możliwości zapisania
+  zamówienia ... do wybranego lekarza np. z powodu braku wolnych terminów lub braku lekarza ...
+  zapisywane w harmonogramie tzw. dyżurnego"), and the notification is raised as well. A disabled
+  doctor's slots are never used.
+- When the duty doctor has no slot either (or the location has no duty doctor), problem 4 is raised
+  and nothing is booked; it replaces problem 3 and is added to problems 2 and 5.
+- Racing: ``taken`` lists slots lost to a concurrent booking; the caller retries with them excluded
+  (or walks ``route_candidates`` in order).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+
+class Problem(enum.IntEnum):
+    NO_ACTIVE_SERVICE = 1
+    NOT_ENABLED_FOR_DOCTOR = 2
+    NO_FREE_SLOTS_DOCTOR = 3
+    NO_FREE_SLOTS_DOCTOR_AND_DUTY = 4
+    NO_PRACTITIONER_WITH_NPWZ = 5
+
+
+@dataclass(frozen=True)
+class ProblemText:
+    problem_pl: str
+    fix_pl: str
+    problem_en: str
+    fix_en: str
+
+
+PROBLEM_TEXTS: dict[Problem, ProblemText] = {
+    Problem.NO_ACTIVE_SERVICE: ProblemText(
+        "Placówka nie posiada aktywowanej usługi Zamawiania recept on-line.",
+        "Rozwiązaniem jest włączenie usługi Zamawiania recept on-line w ustawieniach placówki.",
+        "The facility has no active online prescription-ordering service.",
+        "Activate the online prescription-ordering service in the facility's settings.",
+    ),
+    Problem.NOT_ENABLED_FOR_DOCTOR: ProblemText(
+        "Nie włączono usługi Zamawiania recept on-line dla lekarza.",
+        "Rozwiązaniem jest włączenie usługi zamawiania recept dla wskazanego lekarza, a następnie "
+        "udostępnienie terminów dla lekarza, w tym terminów receptowych.",
+        "The online prescription-ordering service is not enabled for the doctor.",
+        "Enable prescription ordering for the doctor, then publish the doctor's slots, including prescription slots.",
+    ),
+    Problem.NO_FREE_SLOTS_DOCTOR: ProblemText(
+        "Nie znaleziono wolnych terminów przeznaczonych do obsługi zamówień dla lekarza.",
+        "Rozwiązaniem jest udostępnienie terminów receptowych w ramach harmonogramu czasu pracy lekarza, "
+        "którego dotyczy zgłoszenie.",
+        "No free slots for handling prescription orders were found for the doctor.",
+        "Publish prescription slots in the work schedule of the doctor concerned.",
+    ),
+    Problem.NO_FREE_SLOTS_DOCTOR_AND_DUTY: ProblemText(
+        "Nie znaleziono wolnych terminów przeznaczonych do obsługi zamówień dla lekarza i lekarza dyżurnego.",
+        "Rozwiązaniem jest udostępnienie terminów receptowych w ramach harmonogramu czasu pracy lekarzy, "
+        "których dotyczy zgłoszenie (lekarza i lekarza dyżurnego).",
+        "No free slots for handling prescription orders were found for the doctor nor the duty doctor.",
+        "Publish prescription slots in the work schedules of the doctors concerned (the doctor and the duty doctor).",
+    ),
+    Problem.NO_PRACTITIONER_WITH_NPWZ: ProblemText(
+        "Nie znaleziono lekarza o NPWZ, do którego zostało wystawione zamówienie na receptę.",
+        "Rozwiązaniem jest uzupełnienie pola NPWZ na karcie pracownika (karta lekarza), a następnie "
+        "sprawdzenie, czy udostępniono terminy dla lekarza, w tym terminy receptowe.",
+        "No practitioner with the NPWZ the prescription order was addressed to was found.",
+        "Fill in the NPWZ on the practitioner's record, then check that the doctor's slots, "
+        "including prescription slots, are published.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ProblemNotice:
+    problem: Problem
+    npwz: str | None = None
+    practitioner_id: str | None = None
+
+    @property
+    def text(self) -> ProblemText:
+        return PROBLEM_TEXTS[self.problem]
+
+
+@dataclass(frozen=True)
+class FreeSlot:
+    slot_id: str
+    practitioner_id: str
+    location_id: str
+    starts_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TargetDoctor:
+    practitioner_id: str
+    npwz: str
+    ordering_enabled: bool
+
+
+class RouteKind(enum.StrEnum):
+    OWN = "own"
+    DUTY = "duty"
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    kind: RouteKind
+    slot: FreeSlot
+    at_request_location: bool
+
+
+@dataclass(frozen=True)
+class RoutingOutcome:
+    """``choice`` None means nothing is booked; ``problems`` are the notifications to raise, in order."""
+
+    choice: RouteChoice | None
+    problems: tuple[ProblemNotice, ...]
+
+
+def _earliest(slots: Iterable[FreeSlot], taken: Collection[str]) -> list[FreeSlot]:
+    return sorted((s for s in slots if s.slot_id not in taken), key=lambda s: (s.starts_at, s.slot_id))
+
+
+def route_candidates(
+    target: TargetDoctor | None,
+    target_slots: Sequence[FreeSlot],
+    location_id: str,
+    duty_slots: Sequence[FreeSlot],
+    taken: Collection[str] = frozenset(),
+) -> tuple[RouteChoice, ...]:
+    """Every slot the request may take, best first: own, duty here, duty elsewhere."""
+    own: list[RouteChoice] = []
+    if target is not None and target.ordering_enabled:
+        own = [RouteChoice(RouteKind.OWN, s, s.location_id == location_id) for s in _earliest(target_slots, taken)]
+    duty = _earliest(duty_slots, taken)
+    here = [RouteChoice(RouteKind.DUTY, s, True) for s in duty if s.location_id == location_id]
+    elsewhere = [RouteChoice(RouteKind.DUTY, s, False) for s in duty if s.location_id != location_id]
+    return (*own, *here, *elsewhere)
+
+
+def route_request(
+    *,
+    service_active: bool,
+    npwz: str,
+    target: TargetDoctor | None,
+    target_slots: Sequence[FreeSlot],
+    location_id: str,
+    duty_doctor_id: str | None,
+    duty_slots: Sequence[FreeSlot],
+    taken: Collection[str] = frozenset(),
+) -> RoutingOutcome:
+    """The slot to book and the problems to notify (see the module docstring for the rules).
+
+    ``duty_slots`` are the free prescription slots of the duty doctor of ``location_id`` at every
+    location (those at ``location_id`` are tried first); ``duty_doctor_id`` None = no duty doctor.
+    """
+    if not service_active:
+        return RoutingOutcome(None, (ProblemNotice(Problem.NO_ACTIVE_SERVICE, npwz),))
+    problems: list[ProblemNotice] = []
+    if target is None:
+        problems.append(ProblemNotice(Problem.NO_PRACTITIONER_WITH_NPWZ, npwz))
+    elif not target.ordering_enabled:
+        problems.append(ProblemNotice(Problem.NOT_ENABLED_FOR_DOCTOR, npwz, target.practitioner_id))
+    usable_duty = duty_slots if duty_doctor_id is not None else ()
+    candidates = route_candidates(target, target_slots, location_id, usable_duty, taken)
+    if candidates and candidates[0].kind is RouteKind.OWN:
+        return RoutingOutcome(candidates[0], ())
+    doctor_id = target.practitioner_id if target is not None else None
+    if not candidates:
+        problems.append(ProblemNotice(Problem.NO_FREE_SLOTS_DOCTOR_AND_DUTY, npwz, doctor_id))
+        return RoutingOutcome(None, tuple(problems))
+    if target is not None and target.ordering_enabled:
+        problems.append(ProblemNotice(Problem.NO_FREE_SLOTS_DOCTOR, npwz, doctor_id))
+    return RoutingOutcome(candidates[0], tuple(problems))
