@@ -26,6 +26,9 @@ class Role(enum.StrEnum):
     pharmacist = "pharmacist"
     facility_admin = "facility_admin"
     partner = "partner"
+    # The suite's operations team: bound to no facility or pharmacy; loads the rule data the law
+    # leaves to operators (e.g. the pre-2023 eZWM limit amounts).
+    operator = "operator"
 
 
 CLINIC_ROLES = frozenset({Role.registrar, Role.practitioner, Role.facility_admin, Role.partner})

@@ -206,3 +206,22 @@ async def settlement(
             headers={"content-disposition": f'attachment; filename="settlement-{settled.month}.csv"'},
         )
     return settled
+
+
+# ----------------------------------------------------------------------------- rule sets
+
+
+@router.get("/rule-sets", response_model=list[schemas.RuleSetOut], **allow(Role.operator, *PHARMACY))
+async def list_rule_sets(ctx: ContextDep) -> list[schemas.RuleSetOut]:
+    """The dated rule table: which rules apply from when, and whether their amounts are loaded."""
+    async with ctx.sessions() as session:
+        return [service.rule_set_view(r) for r in await service.rule_sets(session)]
+
+
+@router.put("/rule-sets/{valid_from}/monthly-limits", response_model=schemas.RuleSetOut, **allow(Role.operator))
+async def load_monthly_limits(
+    valid_from: dt.date, body: schemas.MonthlyLimitsIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.RuleSetOut:
+    """Load the monthly amounts of an older rule set (the source gives its shape, not its amounts)."""
+    async with ctx.uow() as uow:
+        return service.rule_set_view(await service.load_monthly_limits(uow, valid_from, body, who.sub))

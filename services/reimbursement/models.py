@@ -130,6 +130,20 @@ class OrderMonth(Base):
     realisation_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("realisations.id"), index=True)
 
 
+class MonthlyLimitAmounts(Base):
+    """Amounts of an older rule set with monthly value limits, loaded by an operator.
+
+    The source describes the pre-2023 rules but gives no amounts; they are data, not code.
+    """
+
+    __tablename__ = "monthly_limit_amounts"
+    valid_from: Mapped[dt.date] = mapped_column(primary_key=True)
+    standard_grosze: Mapped[int]
+    higher_grosze: Mapped[int]
+    loaded_by: Mapped[str] = mapped_column(sa.String(200))
+    loaded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Outbox(Base, OutboxMixin):
     pass
 

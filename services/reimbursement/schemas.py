@@ -205,3 +205,19 @@ class SettlementOut(BaseModel):
     documents: list[DocumentOut]
     retain_until: dt.date = Field(description="keep the month's records until this day (5 years)")
     not_yet_registered: int = Field(description="realisations still waiting for eZWM: register them before settling")
+
+
+# ----------------------------------------------------------------------------- rule sets
+
+
+class MonthlyLimitsIn(_In):
+    standard: PriceText = Field(description="the monthly value limit in PLN")
+    higher: PriceText = Field(description="the higher monthly limit (47ZN from 91 pieces a month) in PLN")
+
+
+class RuleSetOut(BaseModel):
+    valid_from: dt.date
+    basis: str
+    loaded: bool
+    standard_monthly_limit: Money | None = None
+    higher_monthly_limit: Money | None = None

@@ -29,7 +29,7 @@ from services.integration.ezwm import (
 )
 from services.reimbursement import domain, events, schemas
 from services.reimbursement.domain import Month, RealisationConflict, ReimbursementError
-from services.reimbursement.models import NEGATIVE, POSITIVE, Order, OrderMonth, Realisation
+from services.reimbursement.models import NEGATIVE, POSITIVE, MonthlyLimitAmounts, Order, OrderMonth, Realisation
 from services.reimbursement.registration import pln
 from shared.db import utcnow
 from shared.identifiers import pesel_birth_date
@@ -260,6 +260,53 @@ async def issued_order(session: AsyncSession, number: str, facility_id: str) -> 
     return row
 
 
+# ----------------------------------------------------------------------------- rule sets
+
+
+async def rule_sets(session: AsyncSession) -> tuple[domain.RuleSet, ...]:
+    """The dated rule table with the amounts operators have loaded."""
+    table = domain.RULE_SETS
+    for row in (await session.scalars(sa.select(MonthlyLimitAmounts))).all():
+        base = next((r for r in table if r.valid_from == row.valid_from), None)
+        if base is not None:
+            loaded = domain.with_monthly_amounts(base, standard=pln(row.standard_grosze), higher=pln(row.higher_grosze))
+            table = domain.replace_rule_set(table, loaded)
+    return table
+
+
+async def load_monthly_limits(
+    uow: UnitOfWork, valid_from: dt.date, data: schemas.MonthlyLimitsIn, loaded_by: str
+) -> domain.RuleSet:
+    """An operator loads (or corrects) the monthly amounts of an older rule set."""
+    base = next((r for r in domain.RULE_SETS if r.valid_from == valid_from), None)
+    if base is None:
+        raise NotFound(f"no rule set is valid from {valid_from}")
+    standard, higher = Decimal(data.standard), Decimal(data.higher)
+    try:
+        loaded = domain.with_monthly_amounts(base, standard=standard, higher=higher)
+    except ReimbursementError as exc:
+        raise problem_for(exc) from exc
+    await uow.session.merge(
+        MonthlyLimitAmounts(
+            valid_from=valid_from,
+            standard_grosze=grosze(standard),
+            higher_grosze=grosze(higher),
+            loaded_by=loaded_by,
+            loaded_at=utcnow(),
+        )
+    )
+    await uow.commit()
+    return loaded
+
+
+def rule_set_view(rule_set: domain.RuleSet) -> schemas.RuleSetOut:
+    limits = rule_set.limits
+    view = schemas.RuleSetOut(valid_from=rule_set.valid_from, basis=rule_set.basis, loaded=limits.loaded)
+    if isinstance(limits, domain.MonthlyLimits):
+        view.standard_monthly_limit, view.higher_monthly_limit = limits.standard, limits.higher
+    return view
+
+
 # ----------------------------------------------------------------------------- realising
 
 
@@ -294,6 +341,7 @@ async def realise(
             unit_price=Decimal(data.unit_price),
             entitlements=check.in_force,
             realized_on=data.realized_on,
+            rule_sets=await rule_sets(session),
         )
     except ReimbursementError as exc:
         raise problem_for(exc) from exc
