@@ -79,6 +79,12 @@ async def create_product(uow: UnitOfWork, pharmacy_id: str, data: schemas.Produc
         substances=[ProductSubstance(**row) for row in _substance_rows(contents, limits, today)],
     )
     uow.session.add(product)
+    await _commit_card(uow)
+    return product
+
+
+async def _commit_card(uow: UnitOfWork) -> None:
+    """Commit a product card; the same name and marketing date twice is the database's 409."""
     try:
         await uow.commit()
     except IntegrityError as exc:
@@ -87,7 +93,6 @@ async def create_product(uow: UnitOfWork, pharmacy_id: str, data: schemas.Produc
             code="product-exists",
             errors=[FieldError(field="body.name", message=ALREADY_IN_CATALOGUE)],
         ) from exc
-    return product
 
 
 async def update_product(
@@ -103,14 +108,7 @@ async def update_product(
     await session.flush()
     product.name, product.marketed_on = data.name, data.marketed_on
     product.substances.extend(ProductSubstance(**row) for row in _substance_rows(contents, limits, today))
-    try:
-        await uow.commit()
-    except IntegrityError as exc:
-        raise Conflict(
-            ALREADY_IN_CATALOGUE,
-            code="product-exists",
-            errors=[FieldError(field="body.name", message=ALREADY_IN_CATALOGUE)],
-        ) from exc
+    await _commit_card(uow)
     return product
 
 
