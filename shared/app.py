@@ -66,6 +66,8 @@ class ServiceDefinition:
     routers: Sequence[APIRouter]
     subscribe: Callable[[ServiceContext], None] | None = None
     on_started: Callable[[ServiceContext], Awaitable[None]] | None = None
+    # Runs first on shutdown, while the database and the bus are still open.
+    on_stopping: Callable[[ServiceContext], Awaitable[None]] | None = None
     body_limit_overrides: dict[str, int] = field(default_factory=dict)
 
 
@@ -116,6 +118,8 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
         try:
             yield
         finally:
+            if definition.on_stopping is not None:
+                await definition.on_stopping(ctx)
             await relay.stop()
             if owns_bus:
                 await the_bus.close()

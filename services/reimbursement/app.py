@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +18,20 @@ from shared.settings import Settings
 
 EMBEDDED_EZWM_URL = "http://sandbox.embedded/sandbox/ezwm"
 
+
+async def _start_registration(ctx: ServiceContext) -> None:
+    """Realisations recorded while eZWM was down are offered to it again in the background."""
+    registrar: Registrar = ctx.extras["registrar"]
+    registrar.start()
+
+
+async def _stop_registration(ctx: ServiceContext) -> None:
+    registrar: Registrar = ctx.extras["registrar"]
+    client: EzwmClient = ctx.extras["ezwm"]
+    await registrar.stop()
+    await client.aclose()
+
+
 DEFINITION = ServiceDefinition(
     name="reimbursement",
     title="Reimbursement service (eZWM orders)",
@@ -28,6 +40,8 @@ DEFINITION = ServiceDefinition(
     inbox_model=Inbox,
     idempotency_model=IdempotencyKey,
     routers=[router],
+    on_started=_start_registration,
+    on_stopping=_stop_registration,
 )
 
 
@@ -46,7 +60,6 @@ def create_app(
     client = _ezwm_client(config, ezwm_transport, app)
     registrar = Registrar(ctx.sessions, client, interval=config.ezwm_retry_seconds, batch_size=config.ezwm_retry_batch)
     ctx.extras.update(ezwm=client, registrar=registrar)
-    _run_alongside(app, registrar, client)
     return app
 
 
@@ -60,23 +73,3 @@ def _ezwm_client(config: ReimbursementSettings, transport: httpx.AsyncBaseTransp
         app.state.ezwm_sandbox = sandbox  # so tests and demos can steer this very sandbox
         transport = httpx.ASGITransport(app=sandbox)
     return EzwmClient(EMBEDDED_EZWM_URL, timeout=config.ezwm_timeout_seconds, transport=transport)
-
-
-def _run_alongside(app: FastAPI, registrar: Registrar, client: EzwmClient) -> None:
-    """Start the registration retry with the service and stop it before the database closes.
-
-    ``ServiceDefinition.on_started`` has no stopping counterpart, so the shared lifespan is wrapped.
-    """
-    shared_lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(the_app: FastAPI) -> AsyncIterator[None]:
-        async with shared_lifespan(the_app):
-            registrar.start()
-            try:
-                yield
-            finally:
-                await registrar.stop()
-                await client.aclose()
-
-    app.router.lifespan_context = lifespan
