@@ -390,6 +390,8 @@ class RabbitMQBus(EventBus):
                         body=message.body,
                         message_id=message.message_id,
                         type=message.type,
+                        content_type=message.content_type,
+                        correlation_id=message.correlation_id,  # the request that caused it, for tracing
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     ),
                     routing_key=subscription,
