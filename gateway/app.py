@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from gateway import openapi
-from gateway.registry import SERVICES, factory
+from gateway.registry import SANDBOX, SERVICES, factory
 from gateway.upstreams import Upstream, in_process_upstream, remote_upstream
 from shared.auth import install_dev_auth, principal_from_header
 from shared.bus import InProcessBus
@@ -34,26 +34,35 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.upstreams: dict[str, Upstream] = {}
+        self.sandbox: Upstream | None = None
         self.bus: InProcessBus | None = None
 
     def build_upstreams(self) -> None:
         s = self.settings
+        apps: dict[str, FastAPI] = {}  # the services of this process, so later ones can call earlier ones
+        if s.environment != "production":
+            self.sandbox = self._upstream(SANDBOX, apps)
         for name in SERVICES:
-            url = s.service_url(name)
-            if url:
-                self.upstreams[name] = remote_upstream(
-                    name, url, s.upstream_timeout_seconds, s.upstream_max_connections
-                )
-                continue
-            if self.bus is None:
-                self.bus = InProcessBus(max_attempts=s.bus_max_attempts, retry_base_seconds=s.bus_retry_base_seconds)
-            app = factory(name)(s.for_service(name), bus=self.bus)
-            self.upstreams[name] = in_process_upstream(name, app, s.upstream_timeout_seconds)
+            self.upstreams[name] = self._upstream(name, apps)
+
+    def _upstream(self, name: str, apps: dict[str, FastAPI]) -> Upstream:
+        s = self.settings
+        url = s.service_url(name)
+        if url:
+            return remote_upstream(name, url, s.upstream_timeout_seconds, s.upstream_max_connections)
+        if self.bus is None:
+            self.bus = InProcessBus(max_attempts=s.bus_max_attempts, retry_base_seconds=s.bus_retry_base_seconds)
+        app = factory(name)(s.for_service(name), bus=self.bus, peers=apps)
+        apps[name] = app
+        return in_process_upstream(name, app, s.upstream_timeout_seconds)
+
+    def all_upstreams(self) -> list[Upstream]:
+        return [*([self.sandbox] if self.sandbox else []), *self.upstreams.values()]
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            for upstream in self.upstreams.values():
+            for upstream in self.all_upstreams():
                 stack.push_async_callback(upstream.client.aclose)
                 if upstream.app is not None:
                     await stack.enter_async_context(upstream.app.router.lifespan_context(upstream.app))
@@ -71,6 +80,16 @@ class Gateway:
         if upstream is None:
             raise NotFound(f"no service named {service!r}")
         await self._authorise(upstream, request)
+        return await self._pass(upstream, request)
+
+    async def forward_to_sandbox(self, request: Request) -> Response:
+        """The simulated national systems, open without a token: development and demos only."""
+        if self.sandbox is None:
+            raise NotFound("the sandbox is not part of this deployment")
+        return await self._pass(self.sandbox, request)
+
+    async def _pass(self, upstream: Upstream, request: Request) -> Response:
+        service = upstream.name
         headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}
         headers["x-request-id"] = request_id_var.get() or ""
         try:
@@ -122,7 +141,7 @@ class Gateway:
             except (httpx.HTTPError, ValueError) as exc:
                 return upstream.name, {"status": "unreachable", "error": type(exc).__name__}
 
-        results = dict(await asyncio.gather(*(one(u) for u in self.upstreams.values())))
+        results = dict(await asyncio.gather(*(one(u) for u in self.all_upstreams())))
         ready = all(r.get("status") == "ready" for r in results.values())
         return {"status": "ready" if ready else "not ready", "services": results}, 200 if ready else 503
 
@@ -166,6 +185,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.api_route("/api/v1/{service}/{path:path}", methods=METHODS, include_in_schema=False)
     async def proxy(service: str, request: Request) -> Response:
         return await gateway.forward(service, request)
+
+    @app.api_route("/sandbox/{path:path}", methods=METHODS, include_in_schema=False)
+    async def sandbox(request: Request) -> Response:
+        return await gateway.forward_to_sandbox(request)
 
     def merged_openapi() -> dict[str, Any]:
         return gateway.openapi(app)

@@ -15,17 +15,27 @@ from collections.abc import Mapping
 
 import httpx
 
-from gateway.registry import DISTRIBUTED_PORTS, SERVICES
+from gateway.registry import DISTRIBUTED_PORTS, SANDBOX, SANDBOX_FACTORY, SERVICES
 
 PG_BASE = os.environ.get("PG_BASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
+def peer_urls(ports: Mapping[str, int]) -> dict[str, str]:
+    """Where every service and the sandbox listen: each process may call the ones it needs."""
+    return {f"{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in (*SERVICES, SANDBOX)}
+
+
 def service_environment(
-    name: str, base: Mapping[str, str] | None = None, *, database_prefix: str = "ehealth"
+    name: str,
+    base: Mapping[str, str] | None = None,
+    *,
+    database_prefix: str = "ehealth",
+    ports: Mapping[str, int] = DISTRIBUTED_PORTS,
 ) -> dict[str, str]:
     """The variables one service process gets (docker-compose.yml and deploy/ set the same)."""
     env = dict(base if base is not None else os.environ)
+    env.update(peer_urls(ports))
     env.update(
         {
             "SERVICE_NAME": name,
@@ -43,7 +53,7 @@ def gateway_environment(
     base: Mapping[str, str] | None = None, *, ports: Mapping[str, int] = DISTRIBUTED_PORTS
 ) -> dict[str, str]:
     env = dict(base if base is not None else os.environ)
-    env.update({f"{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES})
+    env.update(peer_urls(ports))
     env["SERVICE_NAME"] = "gateway"
     env["DEV_AUTH"] = env.get("DEV_AUTH", "true")
     return env
@@ -76,9 +86,11 @@ def start_all(
     database_prefix: str = "ehealth",
 ) -> list[subprocess.Popen[bytes]]:
     """Start every service, then the gateway; tests pass their own ports, env and database names."""
-    processes = []
+    sandbox_env = {**(base_env if base_env is not None else os.environ), "SERVICE_NAME": SANDBOX}
+    # The simulators keep their state in memory: one worker, or each would see a different P1.
+    processes = [subprocess.Popen(uvicorn_command(SANDBOX_FACTORY, ports[SANDBOX], 1), env=sandbox_env)]
     for name, target in SERVICES.items():
-        env = service_environment(name, base_env, database_prefix=database_prefix)
+        env = service_environment(name, base_env, database_prefix=database_prefix, ports=ports)
         processes.append(subprocess.Popen(uvicorn_command(target, ports[name], workers), env=env))
     gateway_env = gateway_environment(base_env, ports=ports)
     processes.append(
@@ -116,7 +128,7 @@ def main() -> None:
         if wait_ready():
             print(
                 f"\n  Distributed suite ready: gateway http://127.0.0.1:{DISTRIBUTED_PORTS['gateway']}/docs "
-                f"({', '.join(f'{n} :{DISTRIBUTED_PORTS[n]}' for n in SERVICES)}). Ctrl-C stops it.\n",
+                f"({', '.join(f'{n} :{DISTRIBUTED_PORTS[n]}' for n in (*SERVICES, SANDBOX))}). Ctrl-C stops it.\n",
                 flush=True,
             )
         else:

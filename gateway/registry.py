@@ -11,23 +11,34 @@ from fastapi import FastAPI
 from shared.settings import Settings
 
 # name -> "module:function" building the service's app; the order is the start order.
+# A service may call only services started before it (prescriptions asks scheduling).
 SERVICES: dict[str, str] = {
     "scheduling": "services.scheduling.app:create_app",
+    "prescriptions": "services.prescriptions.app:create_app",
+    "integration": "services.integration.app:create_app",
     "pharmacy": "services.pharmacy.app:create_app",
     "reimbursement": "services.reimbursement.app:create_app",
 }
 
+# The simulated national systems: started first, never in production, reached under /sandbox.
+SANDBOX = "sandbox"
+SANDBOX_FACTORY = "services.sandbox.app:create_app"
+
 DISTRIBUTED_PORTS: dict[str, int] = {
     "gateway": 8000,
     "scheduling": 8101,
+    "prescriptions": 8102,
+    "integration": 8103,
     "pharmacy": 8105,
     "reimbursement": 8106,
+    SANDBOX: 8190,
 }
 
 # Variables only a production deployment sets: locally (make run, make run-distributed, compose) the
 # service reaches the national system's sandbox inside its own process instead.
 PRODUCTION_ONLY_ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "reimbursement": ("EZWM_URL",),
+    "integration": ("P1_URL",),
 }
 
 
@@ -42,6 +53,6 @@ def settings_class(name: str) -> type[Settings]:
 
 
 def factory(name: str) -> Callable[..., FastAPI]:
-    module, _, attr = SERVICES[name].partition(":")
+    module, _, attr = (SANDBOX_FACTORY if name == SANDBOX else SERVICES[name]).partition(":")
     built: Any = getattr(importlib.import_module(module), attr)
     return built  # type: ignore[no-any-return]

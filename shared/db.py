@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,25 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+class ExactDecimal(sa.types.TypeDecorator[Decimal]):
+    """A decimal quantity stored as its text, so SQLite (whose NUMERIC passes through a float) keeps it exact."""
+
+    impl = sa.String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError("ExactDecimal takes a finite Decimal")
+        return str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
 # Each service declares its own DeclarativeBase (its own metadata, its own database) with these.
-TYPE_ANNOTATION_MAP: dict[Any, Any] = {dt.datetime: UTCDateTime(), uuid.UUID: sa.Uuid()}
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {dt.datetime: UTCDateTime(), uuid.UUID: sa.Uuid(), Decimal: ExactDecimal()}
 
 
 def utcnow() -> dt.datetime:

@@ -106,8 +106,11 @@ class UnitOfWork:
         finally:
             await self.session.close()
 
-    def emit(self, payload: EventPayload, *, facility_id: str | None) -> Envelope:
+    def emit(self, payload: EventPayload, *, facility_id: str | None, event_id: uuid.UUID | None = None) -> Envelope:
+        """``event_id``: a deterministic id (uuid5 of an outside key) when the same fact may be emitted
+        twice, so that consumers' inboxes drop the second copy."""
         envelope = Envelope(
+            id=event_id or uuid.uuid4(),
             type=payload.event_type,
             version=payload.version,
             facility_id=facility_id,

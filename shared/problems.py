@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,16 +131,20 @@ def _loc_to_field(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+# A model-level validator names the field it judges by starting its message with "field: ".
+_NAMED_FIELD = re.compile(r"^Value error, ([a-z_][a-z0-9_]*): (.+)$", re.DOTALL)
+
+
 def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     errors = []
     for error in exc.errors():
-        errors.append(
-            FieldError(
-                field=_loc_to_field(error.get("loc", ())),
-                message=str(error.get("msg", "")),
-                code=str(error.get("type", "")) or None,
-            )
-        )
+        loc = list(error.get("loc", ()))
+        message = str(error.get("msg", ""))
+        named = _NAMED_FIELD.match(message)
+        if named is not None:
+            loc.append(named.group(1))
+            message = named.group(2)
+        errors.append(FieldError(field=_loc_to_field(loc), message=message, code=str(error.get("type", "")) or None))
     return errors
 
 

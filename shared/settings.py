@@ -7,12 +7,15 @@ receives it explicitly so that nothing is decided from module globals.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+
+
+PEER_NAMES = ("scheduling", "prescriptions", "integration", "notifications", "pharmacy", "reimbursement", "sandbox")
 
 
 class Settings(BaseSettings):
@@ -43,6 +46,15 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Warsaw"
     log_level: str = "INFO"
     log_json: bool = True
+    # Where the other services are (distributed mode: SCHEDULING_URL=http://...). A service with no
+    # URL runs in this process (embedded default) and is reached through its app in memory.
+    scheduling_url: str | None = None
+    prescriptions_url: str | None = None
+    integration_url: str | None = None
+    notifications_url: str | None = None
+    pharmacy_url: str | None = None
+    reimbursement_url: str | None = None
+    sandbox_url: str | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -58,6 +70,22 @@ class Settings(BaseSettings):
         """A copy for one service of an embedded process, with its own database."""
         return self.model_copy(update={"service_name": name})
 
+    @classmethod
+    def from_settings(cls, settings: Settings | None) -> Self:
+        """A service's own settings class from the launcher's shared settings: the shared fields are
+        taken over, the service's own fields come from the environment."""
+        if isinstance(settings, cls):
+            return settings
+        if settings is None:
+            return cls()
+        return cls(**settings.model_dump(include=set(Settings.model_fields)))
+
+    def service_url(self, name: str) -> str | None:
+        if name not in PEER_NAMES:
+            raise KeyError(f"no service named {name!r}")
+        value = getattr(self, f"{name}_url", None)
+        return value.rstrip("/") if isinstance(value, str) and value else None
+
     @property
     def resolved_database_url(self) -> str:
         url = self.database_url.replace("{service}", self.service_name)
@@ -70,18 +98,5 @@ class Settings(BaseSettings):
 
 class GatewaySettings(Settings):
     service_name: str = "gateway"
-    # Distributed mode: a base URL per service (SCHEDULING_URL=http://...). A service without a URL
-    # runs inside the gateway's process (embedded default).
-    scheduling_url: str | None = None
-    prescriptions_url: str | None = None
-    integration_url: str | None = None
-    notifications_url: str | None = None
-    pharmacy_url: str | None = None
-    reimbursement_url: str | None = None
-    sandbox_url: str | None = None
     upstream_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
-
-    def service_url(self, name: str) -> str | None:
-        value = getattr(self, f"{name}_url", None)
-        return value if isinstance(value, str) and value else None

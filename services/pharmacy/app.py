@@ -10,6 +10,7 @@ from services.pharmacy.api import router
 from services.pharmacy.models import IdempotencyKey, Inbox, Outbox
 from shared.app import ServiceDefinition, build_service_app
 from shared.bus import EventBus
+from shared.peers import PeerApps
 from shared.settings import Settings
 
 DEFINITION = ServiceDefinition(
@@ -25,5 +26,8 @@ DEFINITION = ServiceDefinition(
 )
 
 
-def create_app(settings: Settings | None = None, *, bus: EventBus | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, bus: EventBus | None = None, peers: PeerApps | None = None
+) -> FastAPI:
+    """``peers`` is accepted for the launchers' uniform call: this service calls no other."""
     return build_service_app(DEFINITION, settings or Settings(service_name="pharmacy"), bus=bus)

@@ -14,6 +14,7 @@ from services.reimbursement.registration import Registrar
 from services.reimbursement.settings import ReimbursementSettings
 from shared.app import ServiceContext, ServiceDefinition, build_service_app
 from shared.bus import EventBus
+from shared.peers import PeerApps
 from shared.settings import Settings
 
 EMBEDDED_EZWM_URL = "http://sandbox.embedded/sandbox/ezwm"
@@ -49,14 +50,18 @@ def create_app(
     settings: Settings | None = None,
     *,
     bus: EventBus | None = None,
+    peers: PeerApps | None = None,
     ezwm_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """``ezwm_transport`` reaches an eZWM app in this process (a shared sandbox); without it and
-    without ``EZWM_URL`` the service starts a sandbox of its own (embedded default).
+    """``ezwm_transport`` (or the ``sandbox`` of ``peers``) reaches an eZWM app in this process;
+    without either and without ``EZWM_URL`` the service starts a sandbox of its own.
     """
     config = ReimbursementSettings.from_settings(settings)
     app = build_service_app(DEFINITION, config, bus=bus)
     ctx: ServiceContext = app.state.ctx
+    if ezwm_transport is None and not config.ezwm_base_url() and peers and "sandbox" in peers:
+        app.state.ezwm_sandbox = peers["sandbox"]
+        ezwm_transport = httpx.ASGITransport(app=peers["sandbox"])
     client = _ezwm_client(config, ezwm_transport, app)
     registrar = Registrar(ctx.sessions, client, interval=config.ezwm_retry_seconds, batch_size=config.ezwm_retry_batch)
     ctx.extras.update(ezwm=client, registrar=registrar)
@@ -64,8 +69,9 @@ def create_app(
 
 
 def _ezwm_client(config: ReimbursementSettings, transport: httpx.AsyncBaseTransport | None, app: FastAPI) -> EzwmClient:
-    if config.ezwm_url:
-        return EzwmClient(config.ezwm_url, timeout=config.ezwm_timeout_seconds, transport=transport)
+    base = config.ezwm_base_url()
+    if base:
+        return EzwmClient(base, timeout=config.ezwm_timeout_seconds, transport=transport)
     if transport is None:
         from services.sandbox.app import create_app as create_sandbox
 

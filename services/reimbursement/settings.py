@@ -23,11 +23,9 @@ class ReimbursementSettings(Settings):
             raise ValueError("EZWM_URL must be set in production: the in-process sandbox is for development")
         return self
 
-    @classmethod
-    def from_settings(cls, settings: Settings | None) -> ReimbursementSettings:
-        """These settings from the launcher's shared ones; the eZWM fields come from the environment."""
-        if isinstance(settings, cls):
-            return settings
-        if settings is None:
-            return cls()
-        return cls(**settings.model_dump(include=set(Settings.model_fields)))
+    def ezwm_base_url(self) -> str | None:
+        """EZWM_URL, else the eZWM of the sandbox process at SANDBOX_URL (development only)."""
+        if self.ezwm_url:
+            return self.ezwm_url.rstrip("/")
+        sandbox = self.service_url("sandbox")
+        return f"{sandbox}/sandbox/ezwm" if sandbox else None

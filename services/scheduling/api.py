@@ -8,6 +8,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from services.scheduling import schemas, service
 from services.scheduling.models import Location, Practitioner, WorkType
@@ -116,6 +117,12 @@ async def search_slots(
     date_to: Annotated[dt.date | None, Query(description="inclusive")] = None,
     status: schemas.SlotStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+    prescription_only: Annotated[
+        bool | None, Query(description="true: only slots of prescription-only work; false: only the others")
+    ] = None,
+    start_after: Annotated[
+        AwareDatetime | None, Query(description="only slots starting strictly after this instant (with an offset)")
+    ] = None,
 ) -> list[schemas.SlotOut]:
     if date_from and date_to and date_to < date_from:
         raise Unprocessable.field("query.date_to", "must not be before date_from")
@@ -133,6 +140,8 @@ async def search_slots(
             status=schemas.SlotStatus.free if who.role == Role.patient else status,
             online_only=who.role == Role.patient,
             limit=limit,
+            start_after=start_after,
+            prescription_only=prescription_only,
         )
 
 

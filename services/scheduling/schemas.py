@@ -28,6 +28,8 @@ class BookingSource(enum.StrEnum):
     cer_ikp = "cer_ikp"
     cer_other_entity = "cer_other_entity"
     cer_waiting_list = "cer_waiting_list"
+    # Booked by the prescriptions service when it routes a patient's prescription request to a slot.
+    prescription_request = "prescription_request"
 
 
 class SlotStatus(enum.StrEnum):

@@ -187,6 +187,8 @@ async def search_slots(
     status: schemas.SlotStatus | None,
     online_only: bool,
     limit: int,
+    start_after: dt.datetime | None = None,
+    prescription_only: bool | None = None,
 ) -> list[schemas.SlotOut]:
     active = sa.select(Booking.slot_id).where(Booking.status == BOOKED).subquery()
     is_booked = Slot.id.in_(sa.select(active.c.slot_id))
@@ -202,6 +204,8 @@ async def search_slots(
         query = query.where(Slot.start_at >= start_from)
     if start_before is not None:
         query = query.where(Slot.start_at < start_before)
+    if start_after is not None:
+        query = query.where(Slot.start_at > start_after)
     if status == schemas.SlotStatus.booked:
         query = query.where(is_booked)
     elif status == schemas.SlotStatus.free:
@@ -212,6 +216,14 @@ async def search_slots(
         query = query.where(
             Slot.work_type_id.in_(
                 sa.select(WorkType.id).where(WorkType.facility_id == facility_id, WorkType.visible_online.is_(True))
+            )
+        )
+    if prescription_only is not None:
+        query = query.where(
+            Slot.work_type_id.in_(
+                sa.select(WorkType.id).where(
+                    WorkType.facility_id == facility_id, WorkType.prescription_only.is_(prescription_only)
+                )
             )
         )
     rows = (await session.execute(query.order_by(Slot.start_at, Slot.id).limit(limit))).all()

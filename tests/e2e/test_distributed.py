@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.distributed import start_all, stop_all, wait_ready
-from gateway.registry import SERVICES
+from gateway.registry import SANDBOX, SERVICES
 from tests.conftest import OTHER_PESEL, PESEL, PG_BASE, SESSION_TAG, _drop_database
 
 pytestmark = pytest.mark.infra
@@ -71,8 +71,8 @@ def suite(pg_database: Callable[[str], str], amqp_url: str) -> Iterator[Suite]:
     # Fails (CI) or skips here, before anything starts, when PostgreSQL is down.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(pg_database, "e2e_probe").result()
-    names = [*SERVICES, "gateway"]
-    ports = {name: _free_port() for name in [*SERVICES, "gateway"]}
+    names = [SANDBOX, *SERVICES, "gateway"]  # the order start_all starts them in
+    ports = {name: _free_port() for name in names}
     prefix = f"test_{SESSION_TAG}_e2e_{uuid.uuid4().hex[:6]}"
     exchange = f"test.e2e.{uuid.uuid4().hex[:8]}"
     base_env = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import datetime as dt
 import sys
 import uuid
@@ -178,3 +179,22 @@ async def test_processes_starting_together_create_and_migrate_a_missing_database
 
     assert await scalar(missing_database, "SELECT count(*) FROM alembic_version") == 1
     assert await scalar(missing_database, "SELECT count(*) FROM pg_constraint WHERE conname = :n", n=EXCLUSION) == 1
+
+
+@pytest.mark.parametrize("service", ["prescriptions", "integration", "pharmacy"])
+async def test_each_services_migrations_build_what_its_models_declare(service: str, pg_url: str) -> None:
+    models = importlib.import_module(f"services.{service}.models")
+    migrations = ROOT / "services" / service / "migrations"
+    await migrate(migrations, pg_url)
+
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": False})
+        return list(compare_metadata(context, models.Base.metadata))
+
+    engine = create_async_engine(pg_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert found == []

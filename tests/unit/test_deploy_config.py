@@ -2,7 +2,8 @@
 
 - deploy/k8s/*.yaml against the Kubernetes API schemas (kubernetes-validate, strict: no unknown fields);
 - docker-compose.yml against the Compose Specification schema (vendored by check-jsonschema);
-- both against the code: the same services as ``gateway.registry.SERVICES`` plus the gateway, the same
+- both against the code: the same services as ``gateway.registry.SERVICES`` plus the gateway (and in compose
+  only, the development sandbox ``gateway.registry.SANDBOX``), the same
   environment variable names as ``make run-distributed`` (``gateway.distributed``), every name a field of
   ``Settings`` / ``GatewaySettings``, and values that build the settings the topology needs.
 """
@@ -25,7 +26,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from gateway.distributed import gateway_environment, service_environment
-from gateway.registry import PRODUCTION_ONLY_ENVIRONMENT, SERVICES
+from gateway.registry import PRODUCTION_ONLY_ENVIRONMENT, SANDBOX, SANDBOX_FACTORY, SERVICES
 from gateway.registry import settings_class as service_settings_class
 from shared.settings import DEFAULT_JWT_SECRET, GatewaySettings, Settings
 
@@ -35,6 +36,9 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 
 APPS = sorted([*SERVICES, "gateway"])
+# The simulated national systems: development only. docker-compose.yml runs them (and gives every process
+# SANDBOX_URL, as the launcher does); deploy/k8s, which is production, has neither the app nor the variable.
+SANDBOX_URL = f"{SANDBOX.upper()}_URL"
 INFRASTRUCTURE = {"postgres", "rabbitmq"}
 # Set by a container deployment, inherited from the caller's environment by the local launcher.
 DEPLOYMENT_ONLY = {"ENVIRONMENT", "JWT_SECRET"}
@@ -140,7 +144,10 @@ def app_container(app: str) -> dict[str, Any]:
 def expected_names(app: str, *, production: bool = False) -> set[str]:
     launched = gateway_environment(base={}) if app == "gateway" else service_environment(app, base={})
     extra = set(PRODUCTION_ONLY_ENVIRONMENT.get(app, ())) if production else set()
-    return set(launched) | DEPLOYMENT_ONLY | extra
+    # The launcher points every process at its sandbox; production has none (it sets the real systems'
+    # URLs, PRODUCTION_ONLY_ENVIRONMENT, instead), so there SANDBOX_URL is the one name it must not set.
+    development_only = {SANDBOX_URL} if production else set()
+    return (set(launched) - development_only) | DEPLOYMENT_ONLY | extra
 
 
 def settings_class(app: str) -> type[Settings]:
@@ -208,11 +215,13 @@ def test_compose_schema_rejects_a_misspelt_key() -> None:
 
 
 def test_compose_runs_every_service_and_the_gateway() -> None:
-    same("docker-compose.yml services built from deploy/Dockerfile", set(compose_apps()), set(APPS))
+    # Plus the sandbox: compose is a development topology (k8s, below, must not have it).
+    same("docker-compose.yml services built from deploy/Dockerfile", set(compose_apps()), {*APPS, SANDBOX})
     same("docker-compose.yml other services", set(compose()["services"]) - set(compose_apps()), INFRASTRUCTURE)
 
 
 def test_k8s_deploys_every_service_and_the_gateway() -> None:
+    # Exactly these: no sandbox in production.
     same("deploy/k8s Deployments", set(k8s("Deployment")), set(APPS))
     same("deploy/k8s Services", set(k8s("Service")), set(APPS))
 
@@ -222,7 +231,7 @@ def test_every_service_follows_the_image_convention() -> None:
     dockerfile = DOCKERFILE.read_text()
     assert "services.$SERVICE_NAME.app:create_app" in dockerfile
     assert "gateway.app:create_app" in dockerfile
-    for name, target in SERVICES.items():
+    for name, target in {**SERVICES, SANDBOX: SANDBOX_FACTORY}.items():
         assert target == f"services.{name}.app:create_app", name
 
 
@@ -272,18 +281,34 @@ def test_compose_values_build_the_distributed_settings(app: str) -> None:
     assert "healthcheck" in service
     settings = settings_class(app)(**{k.lower(): v for k, v in env.items()})
     assert settings.service_name == app
+    for name in (*SERVICES, SANDBOX):
+        assert settings.service_url(name) == f"http://{name}:{PORT}", name
     if app == "gateway":
         assert isinstance(settings, GatewaySettings)
-        for name in SERVICES:
-            assert settings.service_url(name) == f"http://{name}:{PORT}"
         assert service["ports"] == [f"{PORT}:{PORT}"]
-        assert service["depends_on"] == {name: {"condition": "service_healthy"} for name in SERVICES}
+        # The gateway's /readyz asks the sandbox too (it forwards /sandbox/... in development).
+        assert service["depends_on"] == {name: {"condition": "service_healthy"} for name in (SANDBOX, *SERVICES)}
         return
     url = make_url(settings.database_url)
     assert (url.drivername, url.host, url.database) == ("postgresql+asyncpg", "postgres", f"ehealth_{app}")
     assert settings.amqp_url is not None and "@rabbitmq:5672" in settings.amqp_url
     assert settings.run_migrations is True
     assert service["depends_on"] == {name: {"condition": "service_healthy"} for name in sorted(INFRASTRUCTURE)}
+
+
+def test_compose_sandbox_is_one_process_without_database() -> None:
+    """The image's CMD starts the sandbox from SERVICE_NAME; its state is in memory: one replica, one worker."""
+    service = compose()["services"][SANDBOX]
+    assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile", "args": {"SERVICE": SANDBOX}}
+    assert "healthcheck" in service
+    assert service["deploy"]["replicas"] == 1
+    assert "ports" not in service, "reached through the gateway's /sandbox/..."
+    assert "depends_on" not in service, "no database, no broker"
+    env = compose_environment(SANDBOX)
+    assert env == {"SERVICE_NAME": SANDBOX, "WEB_CONCURRENCY": "1"}  # uvicorn reads WEB_CONCURRENCY
+    settings = service_settings_class(SANDBOX).model_validate({k.lower(): v for k, v in env.items()})
+    assert settings.service_name == SANDBOX
+    assert settings.environment == "development"
 
 
 def test_compose_infrastructure_is_healthchecked() -> None:
@@ -309,10 +334,12 @@ def test_k8s_values_build_production_settings(app: str) -> None:
     assert settings.environment == "production"
     assert settings.dev_auth is False
     assert settings.service_name == app
+    for name in SERVICES:
+        assert settings.service_url(name) == f"http://{name}:{PORT}", name
+    assert settings.service_url(SANDBOX) is None, "the sandbox is development-only"
     if app == "gateway":
         assert isinstance(settings, GatewaySettings)
         for name in SERVICES:
-            assert settings.service_url(name) == f"http://{name}:{PORT}"
             assert [p["port"] for p in k8s("Service")[name]["spec"]["ports"]] == [PORT]
         return
     url = make_url(settings.database_url)

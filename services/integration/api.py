@@ -1,0 +1,78 @@
+"""Integration HTTP API (IKP part): parse, authorise, call a use case, shape the answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+
+from services.integration import schemas
+from services.integration.models import P1Outgoing
+from services.integration.service import Ikp
+from shared.app import ContextDep
+from shared.auth import CurrentPrincipal, Role, allow
+from shared.problems import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/api/v1/integration", tags=["integration"], responses=PROBLEM_RESPONSES)
+
+ADMIN = (Role.facility_admin,)
+CLINIC = (Role.facility_admin, Role.registrar, Role.practitioner, Role.partner)
+
+
+def _ikp(ctx: ContextDep) -> Ikp:
+    ikp: Ikp = ctx.extras["ikp"]
+    return ikp
+
+
+@router.post(
+    "/ikp/enable",
+    response_model=schemas.IkpStatusOut,
+    responses={503: {"description": "P1 or scheduling unreachable: nothing changed"}},
+    **allow(*ADMIN),
+)
+async def enable_ikp(ctx: ContextDep, who: CurrentPrincipal) -> schemas.IkpStatusOut:
+    """Asks P1 to enable IKP requests for the facility: ``pending`` until P1 confirms (within an hour)."""
+    today = dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    async with ctx.uow() as uow:
+        return await _ikp(ctx).enable(uow, who.require_facility(), today)
+
+
+@router.post("/ikp/disable", response_model=schemas.IkpStatusOut, **allow(*ADMIN))
+async def disable_ikp(ctx: ContextDep, who: CurrentPrincipal) -> schemas.IkpStatusOut:
+    async with ctx.uow() as uow:
+        return await _ikp(ctx).disable(uow, who.require_facility())
+
+
+@router.get("/ikp/status", response_model=schemas.IkpStatusOut, **allow(*CLINIC))
+async def ikp_status(ctx: ContextDep, who: CurrentPrincipal) -> schemas.IkpStatusOut:
+    return await _ikp(ctx).refresh(ctx.uow, who.require_facility())
+
+
+@router.get("/ikp/poller/candidates", response_model=schemas.PollerCandidatesOut, **allow(*ADMIN))
+async def poller_candidates(ctx: ContextDep, who: CurrentPrincipal) -> schemas.PollerCandidatesOut:
+    """Who may poll P1: an NPWZ and a schedule at a location with a department code."""
+    return await _ikp(ctx).candidates(who.require_facility())
+
+
+@router.put("/ikp/poller", response_model=schemas.IkpStatusOut, **allow(*ADMIN))
+async def designate_poller(body: schemas.PollerIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.IkpStatusOut:
+    async with ctx.uow() as uow:
+        return await _ikp(ctx).designate_poller(uow, who.require_facility(), body.practitioner_npwz)
+
+
+@router.get("/p1/outgoing", response_model=list[schemas.OutgoingOut], **allow(*ADMIN))
+async def p1_outgoing(
+    ctx: ContextDep,
+    who: CurrentPrincipal,
+    status: Annotated[str | None, Query(pattern="^(pending|sent|rejected)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[P1Outgoing]:
+    """What this facility's changes to P1 are doing: pending while P1 is down, rejected needs a person."""
+    query = sa.select(P1Outgoing).where(P1Outgoing.facility_id == who.require_facility())
+    if status:
+        query = query.where(P1Outgoing.status == status)
+    async with ctx.sessions() as session:
+        return list(await session.scalars(query.order_by(P1Outgoing.id.desc()).limit(limit)))

@@ -1,0 +1,87 @@
+"""Wiring of the integration service: IKP API, the P1 and scheduling clients, polling, forwarding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from services.integration import handlers
+from services.integration.api import router
+from services.integration.models import IdempotencyKey, Inbox, Outbox
+from services.integration.p1 import P1Client
+from services.integration.service import Forwarder, Ikp, Poller
+from services.integration.settings import EMBEDDED_P1_PATH, IntegrationSettings
+from services.scheduling.client import SchedulingClient
+from shared.app import ServiceContext, ServiceDefinition, build_service_app
+from shared.bus import EventBus
+from shared.peers import PeerApps, peer_address
+from shared.periodic import Periodic
+from shared.settings import Settings
+
+
+async def _start(ctx: ServiceContext) -> None:
+    for task in ("polling", "forwarding"):
+        periodic: Periodic = ctx.extras[task]
+        periodic.start()
+
+
+async def _stop(ctx: ServiceContext) -> None:
+    for task in ("polling", "forwarding"):
+        periodic: Periodic = ctx.extras[task]
+        await periodic.stop()
+    p1: P1Client = ctx.extras["p1"]
+    scheduling: SchedulingClient = ctx.extras["scheduling"]
+    await p1.aclose()
+    await scheduling.aclose()
+
+
+DEFINITION = ServiceDefinition(
+    name="integration",
+    title="Integration service (P1 / IKP, CeR, eZWM adapters)",
+    migrations_dir=Path(__file__).parent / "migrations",
+    outbox_model=Outbox,
+    inbox_model=Inbox,
+    idempotency_model=IdempotencyKey,
+    routers=[router],
+    subscribe=handlers.subscribe,
+    on_started=_start,
+    on_stopping=_stop,
+)
+
+
+def p1_client(config: IntegrationSettings, peers: PeerApps | None) -> P1Client:
+    """P1_URL, else SANDBOX_URL's P1, else the sandbox app of this process (embedded default)."""
+    base = config.p1_base_url()
+    if base:
+        return P1Client(base, timeout=config.p1_timeout_seconds)
+    sandbox = peer_address("sandbox", config, peers)
+    transport: httpx.AsyncBaseTransport | None = sandbox.transport
+    return P1Client(f"{sandbox.base_url}{EMBEDDED_P1_PATH}", timeout=config.p1_timeout_seconds, transport=transport)
+
+
+def create_app(
+    settings: Settings | None = None, *, bus: EventBus | None = None, peers: PeerApps | None = None
+) -> FastAPI:
+    config = IntegrationSettings.from_settings(settings)
+    app = build_service_app(DEFINITION, config, bus=bus)
+    ctx: ServiceContext = app.state.ctx
+    p1 = p1_client(config, peers)
+    address = peer_address("scheduling", config, peers)
+    scheduling = SchedulingClient(
+        address.base_url, config, timeout=config.http_timeout_seconds, transport=address.transport, caller="integration"
+    )
+    ikp = Ikp(ctx.sessions, p1, scheduling)
+    poller = Poller(ctx.sessions, ctx.uow, ikp, config.ikp_poll_batch)
+    forwarder = Forwarder(ctx.sessions, ctx.uow, p1, config.p1_retry_seconds, config.p1_retry_max_seconds)
+    ctx.extras.update(
+        p1=p1,
+        scheduling=scheduling,
+        ikp=ikp,
+        poller=poller,
+        forwarder=forwarder,
+        polling=Periodic("ikp-polling", config.ikp_poll_seconds, poller.poll_all),
+        forwarding=Periodic("p1-forwarding", config.p1_retry_seconds, forwarder.forward_pending),
+    )
+    return app

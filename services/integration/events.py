@@ -1,0 +1,46 @@
+"""Events the integration service publishes (consumers import the payloads from here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import ClassVar
+
+from shared.events import EventPayload
+
+# Event ids of P1 facts are uuid5 of P1's own id: the same item polled twice is the same event.
+P1_NAMESPACE = uuid.UUID("5a0c7a58-9a2f-4a43-8d0e-2f1f6a3c1b11")
+
+
+class IkpItemReceived(EventPayload):
+    """One drug a patient ordered on IKP, as polled from P1. The prescriptions service groups the
+    items of one go into a request."""
+
+    event_type: ClassVar[str] = "integration.ikp.item_received"
+    item_id: str
+    sequence: int
+    patient_pesel: str
+    doctor_npwz: str
+    drug: str
+    packages: int
+    comment: str | None
+    submitted_at: dt.datetime
+    location_id: uuid.UUID  # the location IKP requests of this facility are addressed to
+
+
+class IkpStatusChanged(EventPayload):
+    event_type: ClassVar[str] = "integration.ikp.status_changed"
+    status: str  # off, pending, enabled
+
+
+class P1DeliveryFailed(EventPayload):
+    """P1 refused a change for good (not an outage): a person must look at it."""
+
+    event_type: ClassVar[str] = "integration.p1.delivery_failed"
+    kind: str
+    reference: str
+    reason: str
+
+
+def p1_event_id(kind: str, reference: str) -> uuid.UUID:
+    return uuid.uuid5(P1_NAMESPACE, f"{kind}:{reference}")

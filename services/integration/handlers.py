@@ -1,0 +1,76 @@
+"""Event consumers: each applies its event once (inbox) in the transaction of its effect."""
+
+from __future__ import annotations
+
+from services.integration import service
+from services.integration.models import CANCEL_PRESCRIPTION, REGISTER_PACKAGE, OrderingStatus
+from services.prescriptions.events import PrescriptionCancelled, PrescriptionIssued, SettingsChanged
+from shared.app import ServiceContext
+from shared.events import Envelope
+from shared.outbox import already_processed
+from shared.periodic import Periodic
+
+SUBSCRIPTION = "integration"
+
+
+def _registration(facility_id: str, issued: PrescriptionIssued) -> dict[str, object]:
+    """The P1 registration of a package, in the wire format of ``p1.PackageRegistration``."""
+    return {
+        "package_key": issued.package_key,
+        "access_code": issued.access_code,
+        "patient_pesel": issued.patient_pesel,
+        "facility_id": facility_id,
+        "issuer_npwz": issued.issuer_npwz,
+        "issued_on": issued.issued_on.isoformat(),
+        "prescriptions": [
+            {
+                "key": p.key,
+                "drug": p.drug,
+                "packages": p.packages,
+                "units_per_package": p.units_per_package,
+                "daily_dose_units": p.daily_dose_units,
+                "kind": p.kind,
+                "valid_from": p.valid_from.isoformat(),
+                "valid_until": p.valid_until.isoformat(),
+            }
+            for p in issued.prescriptions
+        ],
+    }
+
+
+def subscribe(ctx: ServiceContext) -> None:
+    async def handle(envelope: Envelope) -> None:
+        facility = envelope.facility_id
+        if facility is None:
+            return
+        queued = False
+        async with ctx.sessions() as session, session.begin():
+            if await already_processed(session, ctx.inbox_model, SUBSCRIPTION, envelope.id):
+                return
+            if envelope.type == PrescriptionIssued.event_type:
+                issued = PrescriptionIssued.model_validate(envelope.payload)
+                service.queue(session, facility, REGISTER_PACKAGE, issued.package_key, _registration(facility, issued))
+                queued = True
+            elif envelope.type == PrescriptionCancelled.event_type:
+                cancelled = PrescriptionCancelled.model_validate(envelope.payload)
+                service.queue(session, facility, CANCEL_PRESCRIPTION, cancelled.key, {"key": cancelled.key})
+                queued = True
+            elif envelope.type == SettingsChanged.event_type:
+                changed = SettingsChanged.model_validate(envelope.payload)
+                row = await session.get(OrderingStatus, facility, with_for_update=True)
+                if row is None or row.changed_at <= envelope.occurred_at:
+                    row = row or OrderingStatus(facility_id=facility)
+                    row.mode = changed.mode
+                    row.activated_on = changed.activated_on
+                    row.active_until = changed.active_until
+                    row.changed_at = envelope.occurred_at
+                    session.add(row)
+        if queued:
+            forwarding: Periodic = ctx.extras["forwarding"]
+            forwarding.wake.set()
+
+    ctx.bus.subscribe(
+        SUBSCRIPTION,
+        [PrescriptionIssued.event_type, PrescriptionCancelled.event_type, SettingsChanged.event_type],
+        handle,
+    )

@@ -1,0 +1,4 @@
+from services.integration.models import Base
+from shared import alembic_env
+
+alembic_env.run(Base.metadata)

@@ -1,0 +1,97 @@
+"""Integration tables: the IKP integration of each facility and the changes queued for P1.
+
+``p1_outgoing`` is this service's second outbox: what must reach P1 is written here in the
+transaction that consumes the event, and a forwarder sends it in order, retrying while P1 is down,
+so nothing is lost and nothing overtakes an earlier change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import TYPE_ANNOTATION_MAP, new_metadata, utcnow
+from shared.outbox import IdempotencyMixin, InboxMixin, OutboxMixin
+
+IKP_OFF = "off"
+IKP_PENDING = "pending"
+IKP_ENABLED = "enabled"
+
+PENDING = "pending"
+SENT = "sent"
+REJECTED = "rejected"  # P1 refused it for good: a person must look at it
+
+REGISTER_PACKAGE = "register_package"
+CANCEL_PRESCRIPTION = "cancel_prescription"
+DISABLE_IKP = "disable_ikp"
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class IkpIntegration(Base):
+    __tablename__ = "ikp_integrations"
+    __table_args__ = (sa.CheckConstraint("status IN ('off', 'pending', 'enabled')", name="status_known"),)
+    facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(sa.String(8), default=IKP_OFF)
+    requested_at: Mapped[dt.datetime | None]
+    enabled_at: Mapped[dt.datetime | None]
+    # The designated poller and the location (with its department code) IKP requests go to.
+    poller_npwz: Mapped[str | None] = mapped_column(sa.String(8))
+    poller_practitioner_id: Mapped[uuid.UUID | None]
+    location_id: Mapped[uuid.UUID | None]
+    department_code: Mapped[str | None] = mapped_column(sa.String(4))
+    # P1's queue cursor: the last item turned into an event, moved in the same transaction.
+    last_sequence: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    last_polled_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OrderingStatus(Base):
+    """Projection of the prescriptions service's settings events (IKP needs ordering active)."""
+
+    __tablename__ = "ordering_status"
+    facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(sa.String(8))
+    activated_on: Mapped[dt.date | None]
+    active_until: Mapped[dt.date | None]
+    changed_at: Mapped[dt.datetime]
+
+
+class P1Outgoing(Base):
+    __tablename__ = "p1_outgoing"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'sent', 'rejected')", name="status_known"),
+        sa.UniqueConstraint("kind", "reference", name="uq_p1_outgoing_kind_reference"),
+        sa.Index("ix_p1_outgoing_pending", "status", "id"),
+    )
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    facility_id: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(24))
+    reference: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(10), default=PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.String(400))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+
+
+class Outbox(Base, OutboxMixin):
+    __tablename__ = "outbox"
+
+
+class Inbox(Base, InboxMixin):
+    __tablename__ = "inbox"
+
+
+class IdempotencyKey(Base, IdempotencyMixin):
+    __tablename__ = "idempotency_keys"

@@ -1,0 +1,55 @@
+"""The integration API's language (requests and answers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.identifiers import Npwz
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class IkpStatusOut(BaseModel):
+    status: str = Field(description="off, pending (asked P1, waiting for its confirmation) or enabled")
+    requested_at: dt.datetime | None
+    enabled_at: dt.datetime | None
+    poller_npwz: str | None
+    location_id: uuid.UUID | None
+    department_code: str | None
+    polling: bool = Field(description="enabled and a poller designated: new IKP requests are being fetched")
+    last_polled_at: dt.datetime | None
+
+
+class PollerIn(_In):
+    practitioner_npwz: Npwz
+
+
+class PollerCandidate(BaseModel):
+    practitioner_id: uuid.UUID
+    npwz: str
+    name: str
+    location_id: uuid.UUID
+    department_code: str
+
+
+class PollerCandidatesOut(BaseModel):
+    candidates: list[PollerCandidate]
+    missing: str | None = Field(description="when there is no candidate: what is missing")
+
+
+class OutgoingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    reference: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
