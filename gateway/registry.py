@@ -39,6 +39,7 @@ DISTRIBUTED_PORTS: dict[str, int] = {
 PRODUCTION_ONLY_ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "reimbursement": ("EZWM_URL",),
     "integration": ("P1_URL",),
+    "pharmacy": ("P1_URL",),
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from services.integration import handlers
@@ -12,7 +11,7 @@ from services.integration.api import router
 from services.integration.models import IdempotencyKey, Inbox, Outbox
 from services.integration.p1 import P1Client
 from services.integration.service import Forwarder, Ikp, Poller
-from services.integration.settings import EMBEDDED_P1_PATH, IntegrationSettings
+from services.integration.settings import IntegrationSettings, p1_address
 from services.scheduling.client import SchedulingClient
 from shared.app import ServiceContext, ServiceDefinition, build_service_app
 from shared.bus import EventBus
@@ -51,23 +50,14 @@ DEFINITION = ServiceDefinition(
 )
 
 
-def p1_client(config: IntegrationSettings, peers: PeerApps | None) -> P1Client:
-    """P1_URL, else SANDBOX_URL's P1, else the sandbox app of this process (embedded default)."""
-    base = config.p1_base_url()
-    if base:
-        return P1Client(base, timeout=config.p1_timeout_seconds)
-    sandbox = peer_address("sandbox", config, peers)
-    transport: httpx.AsyncBaseTransport | None = sandbox.transport
-    return P1Client(f"{sandbox.base_url}{EMBEDDED_P1_PATH}", timeout=config.p1_timeout_seconds, transport=transport)
-
-
 def create_app(
     settings: Settings | None = None, *, bus: EventBus | None = None, peers: PeerApps | None = None
 ) -> FastAPI:
     config = IntegrationSettings.from_settings(settings)
     app = build_service_app(DEFINITION, config, bus=bus)
     ctx: ServiceContext = app.state.ctx
-    p1 = p1_client(config, peers)
+    p1_at = p1_address(config.p1_url, config, peers)
+    p1 = P1Client(p1_at.base_url, timeout=config.p1_timeout_seconds, transport=p1_at.transport)
     address = peer_address("scheduling", config, peers)
     scheduling = SchedulingClient(
         address.base_url, config, timeout=config.http_timeout_seconds, transport=address.transport, caller="integration"

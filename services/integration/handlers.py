@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from services.integration import service
-from services.integration.models import CANCEL_PRESCRIPTION, REGISTER_PACKAGE, OrderingStatus
+from services.integration.models import CANCEL_PRESCRIPTION, RECORD_REALISATION, REGISTER_PACKAGE, OrderingStatus
+from services.pharmacy.dispensing import RealisationRecorded
 from services.prescriptions.events import PrescriptionCancelled, PrescriptionIssued, SettingsChanged
 from shared.app import ServiceContext
 from shared.events import Envelope
@@ -40,14 +41,27 @@ def _registration(facility_id: str, issued: PrescriptionIssued) -> dict[str, obj
 
 def subscribe(ctx: ServiceContext) -> None:
     async def handle(envelope: Envelope) -> None:
-        facility = envelope.facility_id
-        if facility is None:
-            return
+        facility = envelope.facility_id or ""
         queued = False
         async with ctx.sessions() as session, session.begin():
             if await already_processed(session, ctx.inbox_model, SUBSCRIPTION, envelope.id):
                 return
-            if envelope.type == PrescriptionIssued.event_type:
+            if envelope.type == RealisationRecorded.event_type:
+                realised = RealisationRecorded.model_validate(envelope.payload)
+                report = {
+                    "key": realised.key,
+                    "realisation_id": str(realised.realisation_id),
+                    "pharmacy_id": realised.pharmacy_id,
+                    "packages": realised.packages,
+                    "realised_on": realised.realised_on.isoformat(),
+                    "outage": realised.outage,
+                }
+                # The pharmacy is the tenant of its realisations.
+                service.queue(session, realised.pharmacy_id, RECORD_REALISATION, str(realised.realisation_id), report)
+                queued = True
+            elif not facility:
+                return
+            elif envelope.type == PrescriptionIssued.event_type:
                 issued = PrescriptionIssued.model_validate(envelope.payload)
                 service.queue(session, facility, REGISTER_PACKAGE, issued.package_key, _registration(facility, issued))
                 queued = True
@@ -71,6 +85,11 @@ def subscribe(ctx: ServiceContext) -> None:
 
     ctx.bus.subscribe(
         SUBSCRIPTION,
-        [PrescriptionIssued.event_type, PrescriptionCancelled.event_type, SettingsChanged.event_type],
+        [
+            PrescriptionIssued.event_type,
+            PrescriptionCancelled.event_type,
+            SettingsChanged.event_type,
+            RealisationRecorded.event_type,
+        ],
         handle,
     )

@@ -27,6 +27,7 @@ REJECTED = "rejected"  # P1 refused it for good: a person must look at it
 REGISTER_PACKAGE = "register_package"
 CANCEL_PRESCRIPTION = "cancel_prescription"
 DISABLE_IKP = "disable_ikp"
+RECORD_REALISATION = "record_realisation"
 
 
 class Base(DeclarativeBase):

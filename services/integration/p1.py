@@ -17,27 +17,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Collection
 from decimal import Decimal
 from itertools import pairwise
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
-from urllib.parse import quote
+from typing import Literal, Self
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-DEFAULT_TIMEOUT_SECONDS = 5.0
-Answer = TypeVar("Answer", bound=BaseModel)
+from shared.http_client import DEFAULT_TIMEOUT_SECONDS as DEFAULT_TIMEOUT_SECONDS
+from shared.http_client import ErrorKinds, HttpClientError, JsonAnswer, JsonClient, JsonRequest, segment
 
 
-class P1Error(Exception):
+class P1Error(HttpClientError):
     """Any failure to get a valid answer from P1."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 class P1Unavailable(P1Error):
@@ -59,23 +50,14 @@ class P1BadAnswer(P1Error):
 # ----------------------------------------------------------------------------- the wire format
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class _Answer(BaseModel):
-    # A newer P1 may add fields; only a missing or malformed one is an error.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class IkpStatus(_Answer):
+class IkpStatus(JsonAnswer):
     facility_id: str
     status: Literal["off", "pending", "enabled"]
     requested_at: dt.datetime | None = None
     enabled_at: dt.datetime | None = None
 
 
-class IkpRequestItem(_Answer):
+class IkpRequestItem(JsonAnswer):
     """One drug a patient ordered on IKP; ``sequence`` is P1's queue position, the poll's cursor."""
 
     id: str = Field(min_length=1, max_length=64)
@@ -89,7 +71,7 @@ class IkpRequestItem(_Answer):
     submitted_at: dt.datetime
 
 
-class IkpBatch(_Answer):
+class IkpBatch(JsonAnswer):
     items: list[IkpRequestItem]
     last_sequence: int = Field(ge=0)
 
@@ -104,7 +86,7 @@ class IkpBatch(_Answer):
         return self
 
 
-class PrescriptionToRegister(_Request):
+class PrescriptionToRegister(JsonRequest):
     key: str
     drug: str
     packages: int
@@ -115,7 +97,7 @@ class PrescriptionToRegister(_Request):
     valid_until: dt.date
 
 
-class PackageRegistration(_Request):
+class PackageRegistration(JsonRequest):
     """An issued package; P1 registers it idempotently by ``package_key``."""
 
     package_key: str
@@ -127,12 +109,12 @@ class PackageRegistration(_Request):
     prescriptions: list[PrescriptionToRegister]
 
 
-class RegisteredPackage(_Answer):
+class RegisteredPackage(JsonAnswer):
     package_key: str = Field(min_length=1)
     status: Literal["registered"]
 
 
-class RealisationReport(_Request):
+class RealisationReport(JsonRequest):
     """A pharmacy's (partial) realisation; ``realisation_id`` makes recording it idempotent."""
 
     realisation_id: uuid.UUID
@@ -142,7 +124,7 @@ class RealisationReport(_Request):
     outage: bool = False
 
 
-class P1Realisation(_Answer):
+class P1Realisation(JsonAnswer):
     realisation_id: uuid.UUID
     pharmacy_id: str
     packages: int
@@ -150,7 +132,7 @@ class P1Realisation(_Answer):
     outage: bool = False
 
 
-class P1Prescription(_Answer):
+class P1Prescription(JsonAnswer):
     key: str
     package_key: str
     drug: str
@@ -169,7 +151,7 @@ class P1Prescription(_Answer):
     realisations: list[P1Realisation] = Field(default_factory=list)
 
 
-class P1Package(_Answer):
+class P1Package(JsonAnswer):
     package_key: str
     prescriptions: list[P1Prescription] = Field(min_length=1)
 
@@ -177,48 +159,28 @@ class P1Package(_Answer):
 # ----------------------------------------------------------------------------- the client
 
 
-class P1Client:
+class P1Client(JsonClient):
     """``P1Client(base_url)`` for the network; add ``transport=httpx.ASGITransport(app=...)``
     to reach an in-process app (the embedded sandbox) through exactly the same code.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            headers={"accept": "application/json"},
-        )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    system = "P1"
+    errors = ErrorKinds(unavailable=P1Unavailable, refused=P1Refused, not_found=P1NotFound, bad_answer=P1BadAnswer)
+    # P1 answers 200 unless a call creates something; those calls name the statuses they accept.
+    ok_statuses = (200,)
 
     # --- IKP
 
     async def ikp_enable(self, facility_id: str, department_code: str | None = None) -> IkpStatus:
         """Ask for the integration: ``pending`` until P1 confirms it, ``enabled`` if it already is."""
         body = {"facility_id": facility_id, "department_code": department_code}
-        return await self._call("POST", "/ikp/enable", IkpStatus, body=body, expected=(200, 202))
+        return await self._call("POST", "/ikp/enable", IkpStatus, json=body, expected=(200, 202))
 
     async def ikp_disable(self, facility_id: str) -> IkpStatus:
-        return await self._call("POST", "/ikp/disable", IkpStatus, body={"facility_id": facility_id})
+        return await self._call("POST", "/ikp/disable", IkpStatus, json={"facility_id": facility_id})
 
     async def ikp_status(self, facility_id: str) -> IkpStatus:
-        return await self._call("GET", f"/ikp/status/{_segment(facility_id)}", IkpStatus)
+        return await self._call("GET", f"/ikp/status/{segment(facility_id)}", IkpStatus)
 
     async def poll_ikp_requests(self, facility_id: str, after: int, limit: int = 100) -> IkpBatch:
         """The items after the cursor ``after``; store the batch's ``last_sequence`` as the next one."""
@@ -240,91 +202,28 @@ class P1Client:
             "POST",
             "/prescriptions",
             RegisteredPackage,
-            body=_json(package),
+            json=package,
             expected=(200, 201),
             idempotency_key=package.package_key,
         )
 
     async def prescription(self, key: str) -> P1Prescription:
-        return await self._call("GET", f"/prescriptions/{_segment(key)}", P1Prescription)
+        return await self._call("GET", f"/prescriptions/{segment(key)}", P1Prescription)
 
     async def lookup_package(self, access_code: str, pesel: str) -> P1Package:
         """By access code and PESEL together; a wrong one of the two is a ``P1NotFound`` either way."""
         body = {"access_code": access_code, "pesel": pesel}
-        return await self._call("POST", "/packages/lookup", P1Package, body=body)
+        return await self._call("POST", "/packages/lookup", P1Package, json=body)
 
     async def record_realisation(self, key: str, realisation: RealisationReport) -> P1Prescription:
         return await self._call(
             "POST",
-            f"/prescriptions/{_segment(key)}/realisations",
+            f"/prescriptions/{segment(key)}/realisations",
             P1Prescription,
-            body=_json(realisation),
+            json=realisation,
             expected=(200, 201),
             idempotency_key=str(realisation.realisation_id),
         )
 
     async def cancel_prescription(self, key: str) -> P1Prescription:
-        return await self._call("POST", f"/prescriptions/{_segment(key)}/cancel", P1Prescription)
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        answer_model: type[Answer],
-        *,
-        body: dict[str, Any] | None = None,
-        params: dict[str, str | int] | None = None,
-        expected: Collection[int] = (200,),
-        idempotency_key: str | None = None,
-    ) -> Answer:
-        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
-        try:
-            answer = await self._http.request(method, path, json=body, params=params, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise P1Unavailable(f"P1 did not answer {method} {path} in time") from exc
-        except httpx.TransportError as exc:
-            raise P1Unavailable(f"P1 is unreachable ({type(exc).__name__})") from exc
-        return _parse(answer, answer_model, expected)
-
-
-def _segment(value: str) -> str:
-    # Keys and facility ids come from outside, yet a "/" or ".." in one must not reach another path.
-    return quote(value, safe="")
-
-
-def _json(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json")
-
-
-def _parse(answer: httpx.Response, model: type[Answer], expected: Collection[int]) -> Answer:
-    where = f"{answer.request.method} {answer.request.url.path}"
-    if answer.status_code >= 500:
-        raise P1Unavailable(f"P1 failed on {where} with {answer.status_code}", status=answer.status_code)
-    if answer.status_code == 404:
-        raise P1NotFound(_reason(answer) or f"P1 found nothing for {where}", status=404)
-    if 400 <= answer.status_code < 500:
-        raise P1Refused(_reason(answer) or f"P1 refused {where}", status=answer.status_code)
-    if answer.status_code not in expected:
-        raise P1BadAnswer(f"P1 answered {where} with an unexpected {answer.status_code}", status=answer.status_code)
-    try:
-        return model.model_validate_json(answer.content)
-    except ValidationError as exc:
-        raise P1BadAnswer(f"P1's answer to {where} is not valid: {_first_error(exc)}") from exc
-
-
-def _reason(answer: httpx.Response) -> str | None:
-    try:
-        body = answer.json()
-    except ValueError:
-        return None
-    if isinstance(body, dict):
-        detail = body.get("detail")
-        if isinstance(detail, str) and detail:
-            return detail[:1000]
-    return None
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error.get("loc", ())) or "body"
-    return f"{where}: {error.get('msg', 'invalid')}"
+        return await self._call("POST", f"/prescriptions/{segment(key)}/cancel", P1Prescription)

@@ -29,6 +29,7 @@ from services.integration.models import (
     IKP_OFF,
     IKP_PENDING,
     PENDING,
+    RECORD_REALISATION,
     REGISTER_PACKAGE,
     REJECTED,
     SENT,
@@ -43,6 +44,7 @@ from services.integration.p1 import (
     P1Refused,
     P1Unavailable,
     PackageRegistration,
+    RealisationReport,
 )
 from services.scheduling.client import SchedulingClient, SchedulingClientError
 from shared.db import utcnow
@@ -365,6 +367,9 @@ class Forwarder:
             await self.p1.register_package(PackageRegistration.model_validate(payload))
         elif item.kind == CANCEL_PRESCRIPTION:
             await self.p1.cancel_prescription(payload["key"])
+        elif item.kind == RECORD_REALISATION:
+            report = RealisationReport.model_validate({k: v for k, v in payload.items() if k != "key"})
+            await self.p1.record_realisation(payload["key"], report)
         elif item.kind == DISABLE_IKP:
             await self.p1.ikp_disable(payload["facility_id"])
         else:

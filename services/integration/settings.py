@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from shared.peers import PeerAddress, PeerApps, peer_address
 from shared.settings import Settings
 
 EMBEDDED_P1_PATH = "/sandbox/p1"
@@ -28,8 +29,15 @@ class IntegrationSettings(Settings):
             raise ValueError("P1_URL must be set in production: the sandbox is for development")
         return self
 
-    def p1_base_url(self) -> str | None:
-        if self.p1_url:
-            return self.p1_url.rstrip("/")
-        sandbox = self.service_url("sandbox")
-        return f"{sandbox}{EMBEDDED_P1_PATH}" if sandbox else None
+
+def p1_address(p1_url: str | None, settings: Settings, peers: PeerApps | None) -> PeerAddress:
+    """Where P1 is for a service: P1_URL, else SANDBOX_URL's P1, else the sandbox app of this process
+    (a service started on its own in development gets a sandbox of its own)."""
+    if p1_url:
+        return PeerAddress(p1_url.rstrip("/"))
+    if not settings.service_url("sandbox") and not (peers and "sandbox" in peers):
+        from services.sandbox.app import create_app as create_sandbox
+
+        peers = {**(peers or {}), "sandbox": create_sandbox(settings.for_service("sandbox"))}
+    sandbox = peer_address("sandbox", settings, peers)
+    return PeerAddress(f"{sandbox.base_url}{EMBEDDED_P1_PATH}", sandbox.transport)

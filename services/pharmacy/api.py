@@ -1,4 +1,5 @@
-"""Pharmacy HTTP API (psychoactive OTC sales): parse, authorise, call a use case, shape the answer.
+"""Pharmacy HTTP API (psychoactive OTC sales, e-prescription realisation): parse, authorise, call a use
+case, shape the answer.
 
 Only a pharmacist works here, always inside the pharmacy of their token: a clinic's roles
 (facility_admin included) have no pharmacy, and there is no pharmacy administrator role, so the
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 
 from services.pharmacy import domain, schemas, service
+from services.pharmacy.dispensing import Dispensing
 from services.pharmacy.models import Product
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Role, allow
@@ -200,3 +202,46 @@ def sale_check_view(check: domain.SaleCheck, policy: domain.Policy, on: dt.date)
         policy=policy,
         on_date=on,
     )
+
+
+# ----------------------------------------------------------------------------- e-prescription realisation
+
+
+def _dispensing(ctx: ContextDep) -> Dispensing:
+    dispensing: Dispensing = ctx.extras["dispensing"]
+    return dispensing
+
+
+@router.post(
+    "/prescriptions/lookup",
+    response_model=schemas.DispensableOut | schemas.PackageLookupOut,
+    responses={
+        404: {"description": "unknown, or not visible to this pharmacy"},
+        429: {"description": "too many wrong access codes from this pharmacy: wait"},
+        503: {"description": "P1 is unreachable (realise on the printout with an outage statement)"},
+    },
+    **allow(*PHARMACY),
+)
+async def lookup_prescription(
+    body: schemas.LookupIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.DispensableOut | schemas.PackageLookupOut:
+    """By key (visible once this pharmacy entered its code or realised part of it) or by access code + PESEL."""
+    on = body.on_date or _today(ctx)
+    if body.key is not None:
+        return await _dispensing(ctx).lookup_key(who.require_pharmacy(), body.key, on)
+    assert body.access_code is not None and body.pesel is not None  # the schema requires both together
+    return await _dispensing(ctx).lookup_code(who.require_pharmacy(), body.access_code, body.pesel, on)
+
+
+@router.post(
+    "/realizations",
+    status_code=201,
+    response_model=schemas.RealisationOut,
+    responses={409: {"description": "partly realised in another pharmacy, or cancelled"}},
+    **allow(*PHARMACY),
+)
+async def realise_prescription(
+    body: schemas.RealisationIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.RealisationOut:
+    on = body.on_date or _today(ctx)
+    return await _dispensing(ctx).realise(ctx.uow, who.require_pharmacy(), who.sub, body, on)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.integration.p1 import P1Client
+from services.integration.settings import p1_address
 from services.pharmacy.api import router
+from services.pharmacy.dispensing import Dispensing
 from services.pharmacy.models import IdempotencyKey, Inbox, Outbox
-from shared.app import ServiceDefinition, build_service_app
+from services.pharmacy.settings import PharmacySettings
+from shared.app import ServiceContext, ServiceDefinition, build_service_app
 from shared.bus import EventBus
 from shared.peers import PeerApps
 from shared.settings import Settings
+
+
+async def _close_p1(ctx: ServiceContext) -> None:
+    p1: P1Client = ctx.extras["p1"]
+    await p1.aclose()
+
 
 DEFINITION = ServiceDefinition(
     name="pharmacy",
@@ -23,11 +34,24 @@ DEFINITION = ServiceDefinition(
     routers=[router],
     # A whole product file (BLOZ-like export) in one request; the gateway allows the same.
     body_limit_overrides={"/products/import": 10 * 1024 * 1024},
+    on_stopping=_close_p1,
 )
 
 
 def create_app(
     settings: Settings | None = None, *, bus: EventBus | None = None, peers: PeerApps | None = None
 ) -> FastAPI:
-    """``peers`` is accepted for the launchers' uniform call: this service calls no other."""
-    return build_service_app(DEFINITION, settings or Settings(service_name="pharmacy"), bus=bus)
+    """``peers``: the sandbox of this process (embedded default); else P1_URL or SANDBOX_URL."""
+    config = PharmacySettings.from_settings(settings)
+    app = build_service_app(DEFINITION, config, bus=bus)
+    ctx: ServiceContext = app.state.ctx
+    p1_at = p1_address(config.p1_url, config, peers)
+    p1 = P1Client(p1_at.base_url, timeout=config.p1_timeout_seconds, transport=p1_at.transport)
+    ctx.extras["p1"] = p1
+    ctx.extras["dispensing"] = Dispensing(
+        ctx.sessions,
+        p1,
+        failures_allowed=config.lookup_failures_allowed,
+        failure_window=dt.timedelta(seconds=config.lookup_failure_window_seconds),
+    )
+    return app

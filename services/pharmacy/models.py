@@ -88,6 +88,73 @@ class PharmacySettings(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class PrescriptionHold(Base):
+    """What this suite's pharmacies dispensed of one e-prescription, locked for each realisation.
+
+    Every realisation takes this row FOR UPDATE and the CHECK below bounds what it may record, so
+    two pharmacists at the same moment can never dispense more than prescribed together: the
+    second waits, sees the first one's packages and the pharmacy that holds the rest.
+    """
+
+    __tablename__ = "prescription_holds"
+    __table_args__ = (
+        sa.CheckConstraint("packages_dispensed >= 0 AND reduced_packages >= 0", name="counts_positive"),
+        sa.CheckConstraint("packages_dispensed + reduced_packages <= packages_prescribed", name="never_over"),
+        sa.CheckConstraint("packages_dispensed = 0 OR pharmacy_id IS NOT NULL", name="held_by_a_pharmacy"),
+    )
+    key: Mapped[str] = mapped_column(sa.String(44), primary_key=True)
+    package_key: Mapped[str] = mapped_column(sa.String(44))
+    drug: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(24))
+    issued_on: Mapped[dt.date]
+    valid_from: Mapped[dt.date]
+    valid_until: Mapped[dt.date]
+    packages_prescribed: Mapped[int]
+    units_per_package: Mapped[Decimal]
+    daily_dose_units: Mapped[Decimal]
+    packages_dispensed: Mapped[int] = mapped_column(default=0)
+    reduced_packages: Mapped[int] = mapped_column(default=0)
+    reduction_applied: Mapped[bool] = mapped_column(default=False)
+    pharmacy_id: Mapped[str | None] = mapped_column(sa.String(64))
+    cancelled: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PrescriptionRealisation(Base):
+    __tablename__ = "prescription_realisations"
+    id: Mapped[uuid.UUID] = _id()
+    key: Mapped[str] = mapped_column(sa.ForeignKey("prescription_holds.key"), index=True)
+    pharmacy_id: Mapped[str] = mapped_column(sa.String(64))
+    pharmacist: Mapped[str] = mapped_column(sa.String(200))
+    packages: Mapped[int]
+    realised_on: Mapped[dt.date]
+    outage: Mapped[bool]
+    # A substitute is recorded with what was prescribed (the hold's drug).
+    dispensed_product: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class VisiblePrescription(Base):
+    """A key a pharmacy may look up: it entered the package's access code + PESEL."""
+
+    __tablename__ = "visible_prescriptions"
+    pharmacy_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(44), primary_key=True)
+    since: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LookupFailure(Base):
+    """A wrong access code + PESEL or an unknown key: counted per pharmacy for the rate limit."""
+
+    __tablename__ = "lookup_failures"
+    __table_args__ = (sa.Index("ix_lookup_failures_pharmacy_at", "pharmacy_id", "at"),)
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    pharmacy_id: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Outbox(Base, OutboxMixin):
     pass
 

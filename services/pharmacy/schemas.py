@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.pharmacy.catalogue_csv import (
     EARLIEST_MARKETED_ON,
@@ -19,6 +19,7 @@ from services.pharmacy.catalogue_csv import (
     MG_PLACES,
 )
 from services.pharmacy.domain import Decision, Policy
+from shared.identifiers import Pesel
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 SubstanceName = Annotated[
@@ -152,3 +153,89 @@ class SaleCheckOut(BaseModel):
     substances: list[SubstanceTotalOut]
     policy: Policy
     on_date: dt.date
+
+
+# ----------------------------------------------------------------------------- e-prescription realisation
+
+PrescriptionKey = Annotated[str, Field(pattern=r"^[0-9]{44}$", description="the 44-digit key scanned or typed")]
+AccessCode = Annotated[str, Field(pattern=r"^[0-9]{4}$", description="the package's 4-digit access code")]
+
+
+class LookupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    key: PrescriptionKey | None = None
+    access_code: AccessCode | None = None
+    pesel: Pesel | None = None
+    on_date: dt.date | None = Field(default=None, description="the day of the visit (default: today)")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LookupIn:
+        by_code = self.access_code is not None or self.pesel is not None
+        if self.key is not None and by_code:
+            raise ValueError("key: give either the key or the access code with the PESEL, not both")
+        if self.key is None and (self.access_code is None or self.pesel is None):
+            missing = "pesel" if self.access_code is not None else "access_code"
+            raise ValueError(f"{missing}: the access code is used together with the PESEL (or give the key)")
+        return self
+
+
+class DispensableOut(BaseModel):
+    key: str
+    drug: str
+    kind: str
+    packages_prescribed: int
+    packages_dispensed: int
+    packages_dispensable: int = Field(
+        description="what may be dispensed on on_date: left after the reduction, capped at 180 days"
+    )
+    valid_from: dt.date
+    valid_until: dt.date
+    reduction_days: int = Field(description="days of use the 365-day reduction counts on on_date (0: none)")
+    reduced_packages: int
+    held_by_this_pharmacy: bool
+
+
+class PackageLookupOut(BaseModel):
+    package_key: str
+    prescriptions: list[DispensableOut]
+
+
+class Printout(BaseModel):
+    """The prescription's data as the patient's printout shows it: only for an outage realisation of a
+    prescription this service has never looked up."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    package_key: PrescriptionKey
+    drug: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Annotated[str, Field(pattern=r"^(standard|extended|antibiotic|narcotic_psychotropic|immunological)$")]
+    issued_on: dt.date
+    valid_from: dt.date | None = Field(default=None, description="the realise-from date, when the printout has one")
+    packages: int = Field(ge=1, le=999)
+    units_per_package: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4)]
+    daily_dose_units: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4)]
+
+
+class RealisationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    key: PrescriptionKey
+    packages: int = Field(ge=1, le=999)
+    on_date: dt.date | None = None
+    outage_statement: bool = Field(
+        default=False,
+        description="P1 is down: realised on the printout, an identity document and the patient's signed statement",
+    )
+    substitute: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="the equivalent product dispensed instead of the prescribed one"
+    )
+    printout: Printout | None = None
+
+
+class RealisationOut(BaseModel):
+    key: str
+    packages_dispensed: int
+    packages_remaining: int
+    reduced_packages: int = Field(description="packages the 365-day reduction removed (at the first realisation)")
+    outage: bool

@@ -424,8 +424,13 @@ async def issue(
     if request.status == REFUSED:
         raise Conflict("every item of this request was refused: there is nothing to issue", code="request-refused")
     issuer = domain.Issuer(body.issuer_npwz, domain.Profession(body.issuer_profession.value))
+    taken = set(
+        await uow.session.scalars(
+            sa.select(PrescriptionPackage.access_code).where(PrescriptionPackage.patient_pesel == request.patient_pesel)
+        )
+    )
     try:
-        package = domain.issue_package(issuer, _drafts(body), today)
+        package = domain.issue_package(issuer, _drafts(body), today, taken_access_codes=taken)
     except domain.PrescriptionError as error:
         raise _problem(error) from None
     row = PrescriptionPackage(

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from services.scheduling.schemas import (
     BookingOut,
@@ -38,16 +37,15 @@ from services.scheduling.schemas import (
     WorkTypeOut,
 )
 from shared.auth import Claims, Role, issue_token
+from shared.http_client import DEFAULT_TIMEOUT_SECONDS, ErrorKinds, HttpClientError, JsonClient, problem_code
 from shared.logging import request_id_var
 from shared.settings import Settings
 
 API = "/api/v1/scheduling"
-DEFAULT_TIMEOUT_SECONDS = 5.0
 # A token minted for one call needs to outlive only that call (and some clock skew between hosts).
 SERVICE_TOKEN_TTL_SECONDS = 300
 # NPWZ numbers have 7 characters (8 with a nurse's suffix); scheduling refuses longer look-ups.
 NPWZ_MAX_LENGTH = 8
-T = TypeVar("T")
 
 _PRACTITIONERS = TypeAdapter(list[PractitionerOut])
 _LOCATIONS = TypeAdapter(list[LocationOut])
@@ -57,14 +55,8 @@ _LOCATION = TypeAdapter(LocationOut)
 _BOOKING = TypeAdapter(BookingOut)
 
 
-class SchedulingClientError(Exception):
+class SchedulingClientError(HttpClientError):
     """Any failure to get a valid answer from the scheduling service."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
 
 
 class SchedulingUnavailable(SchedulingClientError):
@@ -79,11 +71,20 @@ class SchedulingBadAnswer(SchedulingClientError):
     """Scheduling answered something its contract does not allow."""
 
 
-class SchedulingClient:
+class SchedulingClient(JsonClient):
     """``SchedulingClient(base_url, settings, caller="prescriptions")``; ``caller`` names the calling
     service in the tokens (``sub=service:<caller>``), so scheduling's logs and idempotency records
     tell the callers apart.
     """
+
+    system = "scheduling"
+    # Scheduling has no not-found kind: ``location`` asks for its 404 raw (as ``None``), elsewhere it is refused.
+    errors = ErrorKinds(
+        unavailable=SchedulingUnavailable,
+        refused=SchedulingRefused,
+        not_found=SchedulingRefused,
+        bad_answer=SchedulingBadAnswer,
+    )
 
     def __init__(
         self,
@@ -98,23 +99,7 @@ class SchedulingClient:
         self._settings = settings.model_copy(
             update={"jwt_ttl_seconds": min(settings.jwt_ttl_seconds, SERVICE_TOKEN_TTL_SECONDS)}
         )
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + API,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            headers={"accept": "application/json"},
-        )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        super().__init__(base_url.rstrip("/") + API, timeout=timeout, transport=transport)
 
     # ------------------------------------------------------------------------- reference data
 
@@ -122,24 +107,24 @@ class SchedulingClient:
         wanted = npwz.strip()
         if not wanted or len(wanted) > NPWZ_MAX_LENGTH:
             return None  # no practitioner can have it; asking would only earn a 422
-        answer = await self._call(facility_id, "GET", "/practitioners", params={"npwz": wanted})
-        found = _parse(answer, _PRACTITIONERS)
+        answer = await self._ask(facility_id, "GET", "/practitioners", params={"npwz": wanted})
+        found = self._parse(answer, _PRACTITIONERS)
         return found[0] if found else None
 
     async def practitioners(self, facility_id: str) -> list[PractitionerOut]:
-        return _parse(await self._call(facility_id, "GET", "/practitioners"), _PRACTITIONERS)
+        return self._parse(await self._ask(facility_id, "GET", "/practitioners"), _PRACTITIONERS)
 
     async def location(self, facility_id: str, location_id: uuid.UUID) -> LocationOut | None:
-        answer = await self._call(facility_id, "GET", f"/locations/{location_id}", answers=(404,))
+        answer = await self._ask(facility_id, "GET", f"/locations/{location_id}", answers=(404,))
         if answer.status_code == 404:  # absent, or another facility's: scheduling does not tell which
             return None
-        return _parse(answer, _LOCATION)
+        return self._parse(answer, _LOCATION)
 
     async def locations(self, facility_id: str) -> list[LocationOut]:
-        return _parse(await self._call(facility_id, "GET", "/locations"), _LOCATIONS)
+        return self._parse(await self._ask(facility_id, "GET", "/locations"), _LOCATIONS)
 
     async def work_types(self, facility_id: str) -> list[WorkTypeOut]:
-        return _parse(await self._call(facility_id, "GET", "/work-types"), _WORK_TYPES)
+        return self._parse(await self._ask(facility_id, "GET", "/work-types"), _WORK_TYPES)
 
     # ------------------------------------------------------------------------- slots
 
@@ -154,7 +139,7 @@ class SchedulingClient:
             "start_after": _instant(start_after),
             "limit": limit,
         }
-        return _parse(await self._call(facility_id, "GET", "/slots", params=params), _SLOTS)
+        return self._parse(await self._ask(facility_id, "GET", "/slots", params=params), _SLOTS)
 
     async def slots(
         self,
@@ -172,7 +157,7 @@ class SchedulingClient:
             params["location_id"] = str(location_id)
         if status is not None:
             params["status"] = status.value
-        return _parse(await self._call(facility_id, "GET", "/slots", params=params), _SLOTS)
+        return self._parse(await self._ask(facility_id, "GET", "/slots", params=params), _SLOTS)
 
     # ------------------------------------------------------------------------- bookings
 
@@ -191,36 +176,34 @@ class SchedulingClient:
         a second one, so a call whose answer was lost may simply be repeated.
         """
         body = {"slot_id": str(slot_id), "patient_pesel": patient_pesel, "source": source.value}
-        answer = await self._call(
+        answer = await self._ask(
             facility_id, "POST", "/bookings", json=body, idempotency_key=idempotency_key, answers=(409,)
         )
         if answer.status_code == 409:
-            code = _problem_code(answer)
+            code = problem_code(answer)
             if code == "idempotency-in-progress":
                 # Our own earlier attempt is still running there: its outcome is not known yet.
                 raise SchedulingUnavailable(
                     "scheduling is still processing an earlier attempt of this booking", status=409, code=code
                 )
             return None  # the caller moves on to its next slot
-        return _parse(answer, _BOOKING)
+        return self._parse(answer, _BOOKING)
 
     async def cancel_booking(self, facility_id: str, booking_id: uuid.UUID) -> BookingOut:
         # Cancelling is idempotent in scheduling itself (a second cancel answers the same booking).
-        return _parse(await self._call(facility_id, "POST", f"/bookings/{booking_id}/cancel"), _BOOKING)
+        return self._parse(await self._ask(facility_id, "POST", f"/bookings/{booking_id}/cancel"), _BOOKING)
 
     # ------------------------------------------------------------------------- the wire
 
-    def _headers(self, facility_id: str, idempotency_key: str | None) -> dict[str, str]:
+    def _headers(self, facility_id: str) -> dict[str, str]:
         claims = Claims(sub=f"service:{self.caller}", role=Role.registrar, facility_id=facility_id)
         headers = {"authorization": f"Bearer {issue_token(claims, self._settings)}"}
         request_id = request_id_var.get()
         if request_id:
             headers["x-request-id"] = request_id
-        if idempotency_key is not None:
-            headers["idempotency-key"] = idempotency_key
         return headers
 
-    async def _call(
+    async def _ask(
         self,
         facility_id: str,
         method: str,
@@ -232,64 +215,18 @@ class SchedulingClient:
         answers: tuple[int, ...] = (),
     ) -> httpx.Response:
         """The raw answer of a 2xx, or of a status in ``answers`` (one the caller gives a meaning)."""
-        headers = self._headers(facility_id, idempotency_key)
-        try:
-            answer = await self._http.request(method, path, params=params, json=json, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise SchedulingUnavailable(f"scheduling did not answer {method} {path} in time") from exc
-        except httpx.HTTPError as exc:
-            raise SchedulingUnavailable(f"scheduling is unreachable ({type(exc).__name__})") from exc
-        except Exception as exc:
-            # In this process, httpx's ASGI transport re-raises the app's own unhandled error after
-            # its 500 answer: over the network that would have been a 5xx, so it is one here too.
-            raise SchedulingUnavailable(f"scheduling failed on {method} {path} ({type(exc).__name__})") from exc
-        status = answer.status_code
-        where = f"{method} {answer.request.url.path}"
-        if status >= 500:
-            raise SchedulingUnavailable(f"scheduling failed on {where} with {status}", status=status)
-        if status in answers:
-            return answer
-        if status >= 400:
-            raise _refused(answer, where)
-        if status not in (200, 201):
-            raise SchedulingBadAnswer(f"scheduling answered {where} with an unexpected {status}", status=status)
-        return answer
-
-
-def _refused(answer: httpx.Response, where: str) -> SchedulingRefused:
-    problem = _problem(answer)
-    detail = problem.get("detail")
-    message = detail[:1000] if isinstance(detail, str) and detail else f"scheduling refused {where}"
-    return SchedulingRefused(message, status=answer.status_code, code=_problem_code(answer))
-
-
-def _problem(answer: httpx.Response) -> dict[str, Any]:
-    try:
-        body = answer.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _problem_code(answer: httpx.Response) -> str | None:
-    """The problem's kind, the last segment of its ``type`` URI (``.../slot-taken`` -> ``slot-taken``)."""
-    kind = _problem(answer).get("type")
-    if not isinstance(kind, str):
-        return None
-    return kind.rsplit("/", 1)[-1] or None
+        return await self._send(
+            method,
+            path,
+            params=params,
+            json=json,
+            headers=self._headers(facility_id),
+            idempotency_key=idempotency_key,
+            answers=answers,
+        )
 
 
 def _instant(value: dt.datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("start_after must be an aware datetime (with an offset)")
     return value.isoformat()
-
-
-def _parse(answer: httpx.Response, adapter: TypeAdapter[T]) -> T:
-    where = f"{answer.request.method} {answer.request.url.path}"
-    try:
-        return adapter.validate_json(answer.content)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error.get("loc", ())) or "body"
-        raise SchedulingBadAnswer(f"scheduling's answer to {where} is not valid: {field}: {error.get('msg')}") from exc

@@ -5,6 +5,8 @@ Distributed mode on the machine's PostgreSQL and RabbitMQ, 32 concurrent clients
   2. directly against the scheduling service (so the gateway's cost is a ratio)
   3. a bare asyncpg INSERT loop on the same database (the ceiling, so the service's cost is a ratio)
   4. contention: every client races for the same few slots; double bookings are counted (must be 0)
+  5. prescription requests routed through the gateway, 16 clients (each asks scheduling for the
+     doctor, the location and the free prescription slots, then books one), against 2. as a ratio
 Prints figures; asserts nothing about speed.
 """
 
@@ -24,7 +26,7 @@ import asyncpg
 import httpx
 
 from gateway import distributed
-from gateway.registry import SERVICES
+from gateway.registry import SANDBOX, SERVICES
 from shared.auth import Claims, issue_token
 from shared.settings import Settings
 
@@ -32,7 +34,10 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 BOOKINGS = int(os.environ.get("BENCH_BOOKINGS", "2000"))
 CONTENDED_SLOTS = 50
 PG_BASE = os.environ.get("PG_BASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+RX_CLIENTS = 16
+RX_REQUESTS = int(os.environ.get("BENCH_RX_REQUESTS", "400"))
 FACILITY = "bench-clinic"
+RX_FACILITY = "bench-rx-clinic"
 PESEL = "44051401359"
 
 
@@ -64,7 +69,7 @@ class Run:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def drive(run: Run, jobs: list[Callable[[], Awaitable[int]]]) -> Run:
+async def drive(run: Run, jobs: list[Callable[[], Awaitable[int]]], clients: int = CLIENTS) -> Run:
     queue: asyncio.Queue[Callable[[], Awaitable[int]]] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
@@ -80,7 +85,7 @@ async def drive(run: Run, jobs: list[Callable[[], Awaitable[int]]]) -> Run:
             run.record(status, time.perf_counter() - started)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    await asyncio.gather(*(worker() for _ in range(clients)))
     run.seconds = time.perf_counter() - started
     return run
 
@@ -194,6 +199,60 @@ async def realisations_through_gateway(client: httpx.AsyncClient, settings: Sett
     return await drive(Run("eZWM realisations via gateway"), [realise(n) for n in numbers])
 
 
+async def prescription_requests_through_gateway(client: httpx.AsyncClient, settings: Settings) -> Run:
+    """Requests routed per second: every one books the doctor's earliest free prescription slot."""
+    admin = {
+        "Authorization": "Bearer "
+        + issue_token(Claims(sub="bench", role="facility_admin", facility_id=RX_FACILITY), settings)
+    }
+
+    async def post(path: str, body: dict[str, object]) -> dict[str, str]:
+        answer = await client.post(path, json=body, headers=admin)
+        answer.raise_for_status()
+        result: dict[str, str] = answer.json()
+        return result
+
+    location = await post("/api/v1/scheduling/locations", {"name": "Bench Rx"})
+    work = await post("/api/v1/scheduling/work-types", {"name": "Recepty", "prescription_only": True})
+    doctor = await post(
+        "/api/v1/scheduling/practitioners", {"name": "Dr Rx", "npwz": "5425740", "profession": "doctor", "poz": True}
+    )
+    first_day = dt.date.today() + dt.timedelta(days=1)
+    for i in range(RX_REQUESTS // 287 + 1):  # 287 five-minute slots a day
+        day = (first_day + dt.timedelta(days=i)).isoformat()
+        body = {"practitioner_id": doctor["id"], "location_id": location["id"], "work_type_id": work["id"]}
+        await post(
+            "/api/v1/scheduling/schedules",
+            {**body, "date": day, "start_time": "00:00", "end_time": "23:59", "visit_minutes": 5},
+        )
+    settings_answer = await client.put(
+        "/api/v1/prescriptions/settings",
+        json={"mode": "full", "activated_on": dt.date.today().isoformat()},
+        headers=admin,
+    )
+    settings_answer.raise_for_status()
+    (
+        await client.put("/api/v1/prescriptions/practitioners/5425740/ordering", json={"enabled": True}, headers=admin)
+    ).raise_for_status()
+    request = {
+        "patient_pesel": PESEL,
+        "practitioner_npwz": "5425740",
+        "location_id": location["id"],
+        "items": [{"drug": "Metformax 500", "packages": 2}],
+    }
+
+    def order() -> Callable[[], Awaitable[int]]:
+        async def post_request() -> int:
+            answer = await client.post("/api/v1/prescriptions/requests", json=request, headers=admin)
+            return answer.status_code if answer.json().get("routed_to") == "own" else 599
+
+        return post_request
+
+    return await drive(
+        Run(f"Rx requests routed ({RX_CLIENTS} clients)"), [order() for _ in range(RX_REQUESTS)], RX_CLIENTS
+    )
+
+
 async def bare_insert_loop(dsn: str, count: int) -> Run:
     """The ceiling: single-row INSERT transactions over CLIENTS asyncpg connections."""
     pool = await asyncpg.create_pool(dsn, min_size=CLIENTS, max_size=CLIENTS)
@@ -272,9 +331,10 @@ async def benchmark(ports: dict[str, int], prefix: str) -> None:
         ]
         runs.append(await drive(Run(f"contention ({CONTENDED_SLOTS} slots x 8)"), racing))
         realisations = await realisations_through_gateway(via_gateway, settings)
+        routed = await prescription_requests_through_gateway(via_gateway, settings)
     dsn = f"{PG_BASE.replace('+asyncpg', '')}/{prefix}_scheduling"
     runs.append(await bare_insert_loop(dsn, BOOKINGS))
-    print_table([*runs, realisations])
+    print_table([*runs, realisations, routed])
     doubles, total = await count_double_bookings(dsn)
     gw, di, bare = runs[0], runs[1], runs[3]
     print(
@@ -284,6 +344,10 @@ async def benchmark(ports: dict[str, int], prefix: str) -> None:
     print(f"service cost:  direct {di.rate:.0f} req/s vs bare INSERT {bare.rate:.0f}/s = {di.rate / bare.rate:.2f}x")
     print(f"contention:    {runs[2].statuses.get(201, 0)} bookings won for {CONTENDED_SLOTS} slots")
     print(f"double bookings: {doubles}   (active bookings in the database: {total})")
+    print(
+        f"routing cost:  {routed.rate:.0f} routed requests/s vs {di.rate:.0f} direct bookings/s "
+        f"= {routed.rate / di.rate:.2f}x (a request is ~5 scheduling calls plus its own transaction)"
+    )
 
 
 async def drop_databases(prefix: str) -> None:
@@ -297,7 +361,7 @@ async def drop_databases(prefix: str) -> None:
 
 def main() -> None:
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    ports = {name: free_port() for name in [*SERVICES, "gateway"]}
+    ports = {name: free_port() for name in [*SERVICES, SANDBOX, "gateway"]}
     env = {
         **os.environ,
         "LOG_LEVEL": "WARNING",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+
+from tests.conftest import make_gateway_settings, running_client
 
 
 async def _token(client: httpx.AsyncClient, **claims: str) -> dict[str, str]:
@@ -87,3 +91,27 @@ async def test_the_merged_openapi_lists_every_scheduling_operation(gateway_clien
     ):
         assert path in spec["paths"], path
     assert (await gateway_client.get("/docs")).status_code == 200
+
+
+async def test_make_run_seeds_a_clinic_that_takes_a_prescription_order_at_once(tmp_path: Path) -> None:
+    from gateway import demo
+    from gateway.run import embedded_app
+
+    app = embedded_app(make_gateway_settings(tmp_path, seed_demo_data=True))
+    async for client in running_client(app, "http://gateway"):
+        desk = await _token(client, sub="desk", role="registrar", facility_id=demo.DEMO_FACILITY)
+        settings = (await client.get("/api/v1/prescriptions/settings", headers=desk)).json()
+        assert (settings["mode"], settings["active"]) == ("demo", True)
+        location = (await client.get("/api/v1/scheduling/locations", headers=desk)).json()[0]
+        order = await client.post(
+            "/api/v1/prescriptions/requests",
+            json={
+                "patient_pesel": "44051401359",
+                "practitioner_npwz": demo.PRACTITIONERS[0]["npwz"],
+                "location_id": location["id"],
+                "items": [{"drug": "Metformax 500", "packages": 2}],
+            },
+            headers=desk,
+        )
+        assert order.status_code == 201, order.text
+        assert (order.json()["status"], order.json()["routed_to"]) == ("booked", "own")

@@ -330,3 +330,13 @@ def test_identical_keys_from_the_source_are_redrawn() -> None:
     assert package.package_key == "5".zfill(44)
     assert package.prescriptions[0].key == "6".zfill(44)
     assert package.access_code == "1234"
+
+
+def test_a_patients_new_package_never_reuses_the_code_of_their_other_packages() -> None:
+    issuer = Issuer("p1", Profession.DOCTOR)
+    draft = PrescriptionDraft("Metformax 500", 1, 30, 1)
+    taken = {f"{n:04d}" for n in range(10_000) if n != 4321}  # every code but one is in use
+
+    package = issue_package(issuer, [draft], dt.date(2026, 11, 24), random.Random(7), taken_access_codes=taken)
+
+    assert package.access_code == "4321"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -212,9 +212,17 @@ def check_prescription(issuer: Issuer, draft: PrescriptionDraft, issued_on: dt.d
 
 
 def issue_package(
-    issuer: Issuer, drafts: Sequence[PrescriptionDraft], issued_on: dt.date, rng: random.Random | None = None
+    issuer: Issuer,
+    drafts: Sequence[PrescriptionDraft],
+    issued_on: dt.date,
+    rng: random.Random | None = None,
+    taken_access_codes: Collection[str] = (),
 ) -> IssuedPackage:
-    """One e-prescription per draft (one product each), 1 to 5 in the package, keys and access code drawn."""
+    """One e-prescription per draft (one product each), 1 to 5 in the package, keys and access code drawn.
+
+    ``taken_access_codes``: the codes of the patient's other packages. A pharmacy opens a package
+    with code + PESEL, so one patient must never hold two packages under one code.
+    """
     if not drafts:
         raise PrescriptionError("prescriptions", "a package holds at least one prescription")
     if len(drafts) > MAX_PRESCRIPTIONS_PER_PACKAGE:
@@ -244,4 +252,7 @@ def issue_package(
                 validity=validity_window(draft.kind, issued_on, draft.realise_from),
             )
         )
-    return IssuedPackage(package_key, new_access_code(rng), issuer, issued_on, tuple(issued))
+    code = new_access_code(rng)
+    while code in taken_access_codes:
+        code = new_access_code(rng)
+    return IssuedPackage(package_key, code, issuer, issued_on, tuple(issued))

@@ -1,0 +1,338 @@
+"""E-prescription realisation use cases: lookup in P1, visibility, the rate limit, realising.
+
+P1 (through the integration service's P1 client) is the register of issued prescriptions; this
+service's ``prescription_holds`` row is what the suite's pharmacies dispensed, locked for every
+realisation (see ``models.PrescriptionHold``). A realisation is committed here with its event
+``pharmacy.realisation.recorded``; the integration service reports it to P1 through its queue, so a
+realisation made while P1 is down reaches P1 when it is back, in order.
+
+Visibility (DOMAIN.md 4): a pharmacy sees a prescription only after entering its package's access
+code with the PESEL, or when it already realised part of it. Any other key answers 404, like an
+unknown one, and counts as a failed lookup for the rate limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.integration.p1 import P1Client, P1Error, P1NotFound, P1Prescription, P1Unavailable
+from services.pharmacy import realisation as rules
+from services.pharmacy import schemas
+from services.pharmacy.models import LookupFailure, PrescriptionHold, PrescriptionRealisation, VisiblePrescription
+from shared.db import utcnow
+from shared.events import EventPayload
+from shared.outbox import UnitOfWork
+from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
+
+NOT_VISIBLE = "no such prescription for this pharmacy"
+T = TypeVar("T")
+
+
+class RealisationRecorded(EventPayload):
+    """Consumed by prescriptions (no cancelling after this) and integration (report it to P1)."""
+
+    event_type: ClassVar[str] = "pharmacy.realisation.recorded"
+    realisation_id: uuid.UUID
+    key: str
+    pharmacy_id: str
+    packages: int
+    realised_on: dt.date
+    outage: bool
+
+
+class TooManyWrongCodes(ProblemError):
+    status = 429
+    code = "too-many-wrong-codes"
+
+
+def _rule_kind(kind: str) -> tuple[rules.Kind, bool]:
+    """P1 stores the issuing kinds; the realisation rules name them as API.md does."""
+    if kind == "extended":
+        return rules.Kind.standard, True
+    if kind == "narcotic_psychotropic":
+        return rules.Kind.narcotic, False
+    return rules.Kind(kind), False
+
+
+def rule_prescription(hold: PrescriptionHold) -> rules.Prescription:
+    kind, extended = _rule_kind(hold.kind)
+    realise_from = hold.valid_from if hold.valid_from != hold.issued_on else None
+    return rules.Prescription(
+        kind=kind,
+        issued_on=hold.issued_on,
+        packages=hold.packages_prescribed,
+        units_per_package=hold.units_per_package,
+        daily_dose_units=hold.daily_dose_units,
+        extended=extended,
+        realise_from=realise_from,
+    )
+
+
+def _dispensed(hold: PrescriptionHold) -> rules.Dispensed:
+    return rules.Dispensed(
+        packages=hold.packages_dispensed,
+        pharmacy_id=hold.pharmacy_id,
+        reduction_applied=hold.reduction_applied,
+        reduced_packages=hold.reduced_packages,
+    )
+
+
+def dispensable_out(hold: PrescriptionHold, pharmacy_id: str, on: dt.date) -> schemas.DispensableOut:
+    prescription = rule_prescription(hold)
+    left = hold.packages_prescribed - hold.packages_dispensed - hold.reduced_packages
+    reduction_days = 0
+    if not hold.reduction_applied and hold.packages_dispensed == 0:
+        reduced = rules.reduction(prescription, on)
+        if reduced:
+            reduction_days = (on - rules.validity_window(prescription).first_day).days
+        left -= reduced
+    window = rules.validity_window(prescription)
+    elsewhere = hold.packages_dispensed > 0 and hold.pharmacy_id != pharmacy_id
+    usable = window.first_day <= on <= window.last_day and not elsewhere
+    return schemas.DispensableOut(
+        key=hold.key,
+        drug=hold.drug,
+        kind=hold.kind,
+        packages_prescribed=hold.packages_prescribed,
+        packages_dispensed=hold.packages_dispensed,
+        packages_dispensable=min(max(left, 0), rules.max_packages_per_visit(prescription)) if usable else 0,
+        valid_from=window.first_day,
+        valid_until=window.last_day,
+        reduction_days=reduction_days,
+        reduced_packages=hold.reduced_packages,
+        held_by_this_pharmacy=hold.packages_dispensed > 0 and hold.pharmacy_id == pharmacy_id,
+    )
+
+
+@dataclass
+class Dispensing:
+    sessions: async_sessionmaker[AsyncSession]
+    p1: P1Client
+    failures_allowed: int
+    failure_window: dt.timedelta
+
+    # ------------------------------------------------------------------------- lookup
+
+    async def lookup_key(self, pharmacy_id: str, key: str, on: dt.date) -> schemas.DispensableOut:
+        await self._not_rate_limited(pharmacy_id)
+        if not await self._visible(pharmacy_id, key):
+            await self._failed(pharmacy_id)
+            raise NotFound(NOT_VISIBLE)
+        hold = await self._refresh(await self._p1(self.p1.prescription(key)))
+        return dispensable_out(hold, pharmacy_id, on)
+
+    async def lookup_code(
+        self, pharmacy_id: str, access_code: str, pesel: str, on: dt.date
+    ) -> schemas.PackageLookupOut:
+        await self._not_rate_limited(pharmacy_id)
+        try:
+            package = await self._p1(self.p1.lookup_package(access_code, pesel))
+        except NotFound:
+            await self._failed(pharmacy_id)
+            raise
+        holds = [await self._refresh(p) for p in package.prescriptions]
+        async with self.sessions() as session, session.begin():
+            for hold in holds:
+                if await session.get(VisiblePrescription, (pharmacy_id, hold.key)) is None:
+                    session.add(VisiblePrescription(pharmacy_id=pharmacy_id, key=hold.key))
+        return schemas.PackageLookupOut(
+            package_key=package.package_key, prescriptions=[dispensable_out(h, pharmacy_id, on) for h in holds]
+        )
+
+    # ------------------------------------------------------------------------- realising
+
+    async def realise(
+        self,
+        new_uow: Callable[[], UnitOfWork],
+        pharmacy_id: str,
+        pharmacist: str,
+        body: schemas.RealisationIn,
+        on: dt.date,
+    ) -> schemas.RealisationOut:
+        if body.outage_statement:
+            await self._prepare_outage(body)
+        else:
+            if not await self._visible(pharmacy_id, body.key):
+                raise NotFound(NOT_VISIBLE)
+            await self._refresh(await self._p1(self.p1.prescription(body.key)))
+        async with new_uow() as uow:
+            hold = await uow.session.get(PrescriptionHold, body.key, with_for_update=True)
+            if hold is None:  # only after an outage without a printout; _prepare_outage refuses that
+                raise NotFound(NOT_VISIBLE)
+            if hold.cancelled:
+                raise Conflict("the issuer cancelled this prescription", code="prescription-cancelled")
+            visit = rules.Visit(
+                pharmacy_id=pharmacy_id,
+                on=on,
+                packages=body.packages,
+                found_by=rules.FoundBy.printout if body.outage_statement else rules.FoundBy.key,
+                outage=body.outage_statement,
+                signed_statement=body.outage_statement,
+                identity_document=body.outage_statement,
+            )
+            try:
+                done = rules.realise(rule_prescription(hold), _dispensed(hold), visit)
+            except rules.RealisationError as error:
+                raise _problem(error) from None
+            hold.packages_dispensed = done.dispensed.packages
+            hold.pharmacy_id = done.dispensed.pharmacy_id
+            hold.reduction_applied = done.dispensed.reduction_applied
+            hold.reduced_packages = done.dispensed.reduced_packages
+            hold.updated_at = utcnow()
+            record = PrescriptionRealisation(
+                key=hold.key,
+                pharmacy_id=pharmacy_id,
+                pharmacist=pharmacist,
+                packages=body.packages,
+                realised_on=on,
+                outage=body.outage_statement,
+                dispensed_product=body.substitute,
+            )
+            uow.session.add(record)
+            await uow.session.flush()
+            uow.emit(
+                RealisationRecorded(
+                    realisation_id=record.id,
+                    key=hold.key,
+                    pharmacy_id=pharmacy_id,
+                    packages=body.packages,
+                    realised_on=on,
+                    outage=body.outage_statement,
+                ),
+                facility_id=None,
+            )
+            await uow.commit()
+        return schemas.RealisationOut(
+            key=body.key,
+            packages_dispensed=done.packages,
+            packages_remaining=done.packages_remaining,
+            reduced_packages=done.reduced_packages,
+            outage=body.outage_statement,
+        )
+
+    async def _prepare_outage(self, body: schemas.RealisationIn) -> None:
+        """An outage realisation needs P1 really down and the prescription's data (from the printout)."""
+        try:
+            await self.p1.prescription(body.key)
+        except P1Unavailable:
+            pass
+        except P1Error:
+            raise Unprocessable.field(
+                "body.outage_statement", "P1 answers: realise normally, an outage statement is for when it is down"
+            ) from None
+        else:
+            raise Unprocessable.field(
+                "body.outage_statement", "P1 answers: realise normally, an outage statement is for when it is down"
+            )
+        async with self.sessions() as session, session.begin():
+            if await session.get(PrescriptionHold, body.key) is not None:
+                return
+            if body.printout is None:
+                raise Unprocessable.field(
+                    "body.printout", "P1 is down and this prescription is not known here: enter it from the printout"
+                )
+            session.add(_hold_from_printout(body.key, body.printout))
+
+    # ------------------------------------------------------------------------- helpers
+
+    async def _p1(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except P1NotFound:
+            raise NotFound(NOT_VISIBLE) from None
+        except P1Unavailable as exc:
+            raise ProblemError(
+                "P1 is unreachable: with the printout, an identity document and the patient's signed statement, "
+                "realise with outage_statement=true",
+                status=503,
+                code="p1-unavailable",
+            ) from exc
+        except P1Error as exc:
+            raise ProblemError(f"P1 answered an error: {exc.message}", status=502, code="p1-error") from exc
+
+    async def _refresh(self, found: P1Prescription) -> PrescriptionHold:
+        """The hold with P1's data; counts of realisations outside this suite are taken from P1."""
+        async with self.sessions() as session, session.begin():
+            hold = await session.get(PrescriptionHold, found.key, with_for_update=True)
+            if hold is None:
+                hold = PrescriptionHold(
+                    key=found.key, packages_dispensed=0, reduced_packages=0, reduction_applied=False
+                )
+                session.add(hold)
+            hold.package_key = found.package_key
+            hold.drug = found.drug
+            hold.kind = found.kind
+            hold.issued_on = found.issued_on
+            hold.valid_from = found.valid_from
+            hold.valid_until = found.valid_until
+            hold.packages_prescribed = found.packages
+            hold.units_per_package = found.units_per_package
+            hold.daily_dose_units = found.daily_dose_units
+            hold.cancelled = found.status == "cancelled"
+            if found.packages_dispensed > hold.packages_dispensed + hold.reduced_packages:
+                hold.packages_dispensed = found.packages_dispensed - hold.reduced_packages
+                hold.pharmacy_id = hold.pharmacy_id or found.pharmacy_id
+                hold.reduction_applied = True
+            hold.updated_at = utcnow()
+        return hold
+
+    async def _visible(self, pharmacy_id: str, key: str) -> bool:
+        async with self.sessions() as session:
+            if await session.get(VisiblePrescription, (pharmacy_id, key)) is not None:
+                return True
+            hold = await session.get(PrescriptionHold, key)
+            return hold is not None and hold.packages_dispensed > 0 and hold.pharmacy_id == pharmacy_id
+
+    async def _failed(self, pharmacy_id: str) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(LookupFailure(pharmacy_id=pharmacy_id, at=utcnow()))
+
+    async def _not_rate_limited(self, pharmacy_id: str) -> None:
+        since = utcnow() - self.failure_window
+        async with self.sessions() as session:
+            failures = await session.scalar(
+                sa.select(sa.func.count()).where(LookupFailure.pharmacy_id == pharmacy_id, LookupFailure.at > since)
+            )
+        if int(failures or 0) >= self.failures_allowed:
+            raise TooManyWrongCodes(
+                f"{failures} wrong access codes or unknown keys from this pharmacy in the last "
+                f"{int(self.failure_window.total_seconds() // 60)} minutes: wait before trying again",
+                extra={"retry_after_seconds": int(self.failure_window.total_seconds())},
+            )
+
+
+def _problem(error: rules.RealisationError) -> ProblemError:
+    field = {"on": "on_date", "pharmacy_id": "key"}.get(error.field, error.field)
+    kind = Conflict if error.status == 409 else Unprocessable
+    return kind(error.message, errors=[FieldError(field=f"body.{field}", message=error.message)])
+
+
+def _hold_from_printout(key: str, printout: schemas.Printout) -> PrescriptionHold:
+    hold = PrescriptionHold(
+        key=key,
+        package_key=printout.package_key,
+        drug=printout.drug,
+        kind=printout.kind,
+        issued_on=printout.issued_on,
+        valid_from=printout.valid_from or printout.issued_on,
+        valid_until=printout.issued_on,  # set below from the rules
+        packages_prescribed=printout.packages,
+        units_per_package=printout.units_per_package,
+        daily_dose_units=printout.daily_dose_units,
+        packages_dispensed=0,
+        reduced_packages=0,
+        reduction_applied=False,
+        cancelled=False,
+    )
+    try:
+        hold.valid_until = rules.validity_window(rule_prescription(hold)).last_day
+    except rules.RealisationError as error:
+        raise Unprocessable.field(f"body.printout.{error.field}", error.message) from None
+    return hold

@@ -1,0 +1,23 @@
+"""The pharmacy service's settings: the shared ones plus P1 and the wrong-code rate limit."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from shared.settings import Settings
+
+
+class PharmacySettings(Settings):
+    service_name: str = "pharmacy"
+    # P1 / gabinet.gov.pl, where e-prescriptions are looked up (see IntegrationSettings.p1_url).
+    p1_url: str | None = None
+    p1_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Wrong access codes (or unknown keys) one pharmacy may enter in the window before it must wait.
+    lookup_failures_allowed: int = Field(default=5, ge=1)
+    lookup_failure_window_seconds: int = Field(default=600, ge=1)
+
+    @model_validator(mode="after")
+    def _real_p1_in_production(self) -> PharmacySettings:
+        if self.environment == "production" and not self.p1_url:
+            raise ValueError("P1_URL must be set in production: the sandbox is for development")
+        return self

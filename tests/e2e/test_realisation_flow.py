@@ -1,0 +1,178 @@
+"""E-prescription realisation end to end through the gateway: issued in the clinic, registered in
+the P1 sandbox, looked up and realised in two pharmacies, reported back to P1."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, Clinic, _day, _rx, clinic
+
+__all__ = ["clinic"]  # the fixture, shared with the prescriptions flow
+
+
+async def _issued(clinic: Clinic, *prescriptions: dict[str, Any]) -> dict[str, Any]:
+    await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
+    request = (await clinic.request(DOCTOR)).json()
+    doctor = await clinic.token(sub="dr", role="practitioner", facility_id=FACILITY, npwz=DOCTOR)
+    issued = await clinic.post(
+        f"/api/v1/prescriptions/requests/{request['id']}/issue",
+        {"issuer_npwz": DOCTOR, "issuer_profession": "doctor", "prescriptions": list(prescriptions)},
+        doctor,
+    )
+    assert issued.status_code == 201, issued.text
+    await clinic.settle()
+    await clinic.service("integration").state.ctx.extras["forwarder"].forward_pending()
+    package: dict[str, Any] = issued.json()
+    return package
+
+
+async def _pharmacist(clinic: Clinic, pharmacy: str) -> dict[str, str]:
+    return await clinic.token(sub=f"mgr-{pharmacy}", role="pharmacist", pharmacy_id=pharmacy)
+
+
+async def test_partial_realisation_in_a_binds_the_rest_to_a_and_p1_learns_every_package(clinic: Clinic) -> None:
+    package = await _issued(clinic, _rx(packages=6))  # 6 x 30 tablets, 1 a day: 180 days
+    key = package["prescriptions"][0]["key"]
+    a, b = await _pharmacist(clinic, "apteka-a"), await _pharmacist(clinic, "apteka-b")
+    lookup = "/api/v1/pharmacy/prescriptions/lookup"
+
+    hidden = await clinic.post(lookup, {"key": key}, a)
+    assert hidden.status_code == 404  # the key alone: this pharmacy has not entered the code
+    by_code = await clinic.post(lookup, {"access_code": package["access_code"], "pesel": PATIENT}, a)
+    assert by_code.status_code == 200, by_code.text
+    found = by_code.json()["prescriptions"][0]
+    assert (found["key"], found["packages_prescribed"], found["packages_dispensable"]) == (key, 6, 6)
+
+    first = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 2}, a)
+    assert first.status_code == 201, first.text
+    assert (first.json()["packages_dispensed"], first.json()["packages_remaining"]) == (2, 4)
+
+    assert (await clinic.post(lookup, {"access_code": package["access_code"], "pesel": PATIENT}, b)).status_code == 200
+    elsewhere = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, b)
+    assert elsewhere.status_code == 409 and "another pharmacy" in elsewhere.json()["detail"]
+
+    rest = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 4}, a)
+    assert rest.status_code == 201 and rest.json()["packages_remaining"] == 0
+    assert (await clinic.post(lookup, {"key": key}, a)).json()["packages_dispensable"] == 0
+
+    await clinic.settle()
+    await clinic.service("integration").state.ctx.extras["forwarder"].forward_pending()
+    in_p1 = (await clinic.client.get(f"/sandbox/p1/prescriptions/{key}")).json()
+    assert (in_p1["status"], in_p1["packages_dispensed"], in_p1["pharmacy_id"]) == ("realised", 6, "apteka-a")
+    doctor = await clinic.token(sub="dr", role="practitioner", facility_id=FACILITY, npwz=DOCTOR)
+    too_late = await clinic.post(f"/api/v1/prescriptions/prescriptions/{key}/cancel", {}, doctor)
+    assert too_late.status_code == 409
+
+
+async def test_more_than_180_days_in_one_visit_is_refused_with_the_most_allowed(clinic: Clinic) -> None:
+    package = await _issued(clinic, _rx(packages=12, kind="standard", extended=True))  # 360 days
+    key = package["prescriptions"][0]["key"]
+    a = await _pharmacist(clinic, "apteka-a")
+    await clinic.post(
+        "/api/v1/pharmacy/prescriptions/lookup", {"access_code": package["access_code"], "pesel": PATIENT}, a
+    )
+
+    over = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 7}, a)
+
+    assert over.status_code == 422
+    assert over.json()["errors"][0]["field"] == "body.packages" and "at most 6 packages" in over.json()["detail"]
+    expired = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "on_date": _day(400)}, a)
+    assert expired.status_code == 422 and expired.json()["errors"][0]["field"] == "body.on_date"
+
+
+async def test_the_365_day_reduction_is_said_in_the_lookup_and_applied_once(clinic: Clinic) -> None:
+    package = await _issued(clinic, _rx(packages=12, extended=True))
+    key = package["prescriptions"][0]["key"]
+    a = await _pharmacist(clinic, "apteka-a")
+    later = (dt.date.fromisoformat(_day(0)) + dt.timedelta(days=95)).isoformat()
+    looked = await clinic.post(
+        "/api/v1/pharmacy/prescriptions/lookup",
+        {"access_code": package["access_code"], "pesel": PATIENT, "on_date": later},
+        a,
+    )
+    one = looked.json()["prescriptions"][0]
+    assert (one["reduction_days"], one["packages_dispensable"]) == (
+        95,
+        6,
+    )  # 360 - 95 tablets left: 8 whole packages (4 removed), at most 6 a visit
+
+    first = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 6, "on_date": later}, a)
+    assert first.json() == {
+        "key": key,
+        "packages_dispensed": 6,
+        "packages_remaining": 2,
+        "reduced_packages": 4,
+        "outage": False,
+    }
+    again = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 2, "on_date": later}, a)
+    assert again.status_code == 201 and again.json()["reduced_packages"] == 4  # applied once, not again
+
+
+async def test_wrong_codes_are_rate_limited_per_pharmacy(clinic: Clinic) -> None:
+    package = await _issued(clinic, _rx())
+    guesser, honest = await _pharmacist(clinic, "apteka-z"), await _pharmacist(clinic, "apteka-a")
+    wrong = "0000" if package["access_code"] != "0000" else "1111"
+    answers = [
+        (
+            await clinic.post(
+                "/api/v1/pharmacy/prescriptions/lookup", {"access_code": wrong, "pesel": PATIENT}, guesser
+            )
+        ).status_code
+        for _ in range(6)
+    ]
+    assert answers == [404] * 5 + [429]
+    right_but_blocked = await clinic.post(
+        "/api/v1/pharmacy/prescriptions/lookup", {"access_code": package["access_code"], "pesel": PATIENT}, guesser
+    )
+    assert right_but_blocked.status_code == 429
+    other_patient = await clinic.post(
+        "/api/v1/pharmacy/prescriptions/lookup", {"access_code": package["access_code"], "pesel": PATIENT_2}, honest
+    )
+    assert other_patient.status_code == 404
+    fine = await clinic.post(
+        "/api/v1/pharmacy/prescriptions/lookup", {"access_code": package["access_code"], "pesel": PATIENT}, honest
+    )
+    assert fine.status_code == 200
+
+
+async def test_an_outage_realisation_needs_p1_down_and_reaches_p1_when_it_is_back(clinic: Clinic) -> None:
+    package = await _issued(clinic, _rx(packages=2))
+    key = package["prescriptions"][0]["key"]
+    a = await _pharmacist(clinic, "apteka-a")
+    while_up = await clinic.post(
+        "/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "outage_statement": True}, a
+    )
+    assert while_up.status_code == 422 and while_up.json()["errors"][0]["field"] == "body.outage_statement"
+
+    await clinic.client.post("/sandbox/p1/down")
+    no_statement = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, a)
+    assert no_statement.status_code in (404, 503)  # never on a bare key or code while P1 is down
+    unknown = await clinic.post(
+        "/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "outage_statement": True}, a
+    )
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "body.printout"
+    printout = {
+        "package_key": package["package_key"],
+        "drug": "Metformax 500",
+        "kind": "standard",
+        "issued_on": _day(0),
+        "packages": 2,
+        "units_per_package": "30",
+        "daily_dose_units": "1",
+    }
+    outage = await clinic.post(
+        "/api/v1/pharmacy/realizations",
+        {"key": key, "packages": 1, "outage_statement": True, "printout": printout},
+        a,
+    )
+    assert outage.status_code == 201, outage.text
+    assert outage.json()["outage"] is True
+
+    await clinic.settle()
+    forwarder = clinic.service("integration").state.ctx.extras["forwarder"]
+    assert await forwarder.forward_pending() == 0
+    await clinic.client.post("/sandbox/p1/up")
+    await forwarder.forward_pending(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    in_p1 = (await clinic.client.get(f"/sandbox/p1/prescriptions/{key}")).json()
+    assert in_p1["packages_dispensed"] == 1 and in_p1["realisations"][0]["outage"] is True
