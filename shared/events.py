@@ -13,7 +13,8 @@ class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    type: str = Field(pattern=r"^[a-z_]+(\.[a-z_]+){2,}$", examples=["scheduling.booking.created"])
+    # Digits allowed after the first letter of a word: "integration.p1.delivery_failed".
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){2,}$", examples=["scheduling.booking.created"])
     version: int = 1
     occurred_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     facility_id: str | None = None

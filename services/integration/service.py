@@ -185,6 +185,12 @@ class Ikp:
         if row.status != IKP_OFF:
             await uow.commit()
             return status_out(row)
+        # A disable still waiting for P1 must not overtake this enable and switch P1 off afterwards.
+        await uow.session.execute(
+            sa.delete(P1Outgoing).where(
+                P1Outgoing.facility_id == facility_id, P1Outgoing.kind == DISABLE_IKP, P1Outgoing.status == PENDING
+            )
+        )
         try:
             answer = await self.p1.ikp_enable(facility_id, row.department_code)
         except P1Error as exc:

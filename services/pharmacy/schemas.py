@@ -157,6 +157,7 @@ class SaleCheckOut(BaseModel):
 
 # ----------------------------------------------------------------------------- e-prescription realisation
 
+VisitDay = Annotated[dt.date, Field(ge=dt.date(2000, 1, 1), le=dt.date(2100, 12, 31))]
 PrescriptionKey = Annotated[str, Field(pattern=r"^[0-9]{44}$", description="the 44-digit key scanned or typed")]
 AccessCode = Annotated[str, Field(pattern=r"^[0-9]{4}$", description="the package's 4-digit access code")]
 
@@ -167,7 +168,7 @@ class LookupIn(BaseModel):
     key: PrescriptionKey | None = None
     access_code: AccessCode | None = None
     pesel: Pesel | None = None
-    on_date: dt.date | None = Field(default=None, description="the day of the visit (default: today)")
+    on_date: VisitDay | None = Field(default=None, description="the day of the visit (default: today)")
 
     @model_validator(mode="after")
     def _one_way(self) -> LookupIn:
@@ -210,8 +211,8 @@ class Printout(BaseModel):
     package_key: PrescriptionKey
     drug: Annotated[str, Field(min_length=1, max_length=200)]
     kind: Annotated[str, Field(pattern=r"^(standard|extended|antibiotic|narcotic_psychotropic|immunological)$")]
-    issued_on: dt.date
-    valid_from: dt.date | None = Field(default=None, description="the realise-from date, when the printout has one")
+    issued_on: VisitDay
+    valid_from: VisitDay | None = Field(default=None, description="the realise-from date, when the printout has one")
     packages: int = Field(ge=1, le=999)
     units_per_package: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4)]
     daily_dose_units: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4)]
@@ -222,7 +223,7 @@ class RealisationIn(BaseModel):
 
     key: PrescriptionKey
     packages: int = Field(ge=1, le=999)
-    on_date: dt.date | None = None
+    on_date: VisitDay | None = None
     outage_statement: bool = Field(
         default=False,
         description="P1 is down: realised on the printout, an identity document and the patient's signed statement",

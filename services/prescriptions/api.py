@@ -12,10 +12,11 @@ from fastapi import APIRouter, Path, Query
 from services.prescriptions import domain, schemas, service
 from services.prescriptions.models import REQUEST_STATUSES
 from services.prescriptions.service import RequestDraft, Requests
+from services.scheduling.client import SchedulingClient, SchedulingClientError
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Principal, Role, allow
 from shared.identifiers import Npwz, Pesel
-from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound, Unprocessable
+from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound, ProblemError, Unprocessable
 
 router = APIRouter(prefix="/api/v1/prescriptions", tags=["prescriptions"], responses=PROBLEM_RESPONSES)
 
@@ -164,8 +165,17 @@ async def issue(
 ) -> schemas.IssueOut:
     if body.issuer_npwz != who.npwz:
         raise Forbidden("a practitioner issues under their own NPWZ only")
+    scheduling: SchedulingClient = ctx.extras["scheduling"]
+    try:
+        registered = await scheduling.practitioner_by_npwz(who.require_facility(), body.issuer_npwz)
+    except SchedulingClientError as exc:
+        raise ProblemError(
+            "the scheduling service cannot confirm the issuer's record; try again",
+            status=503,
+            code="scheduling-unavailable",
+        ) from exc
     async with ctx.uow() as uow:
-        return await service.issue(uow, who.require_facility(), request_id, body, _now_and_today(ctx)[1])
+        return await service.issue(uow, who.require_facility(), request_id, body, _now_and_today(ctx)[1], registered)
 
 
 @router.get("/prescriptions/{key}", response_model=schemas.PrescriptionOut, **allow(*CLINIC))

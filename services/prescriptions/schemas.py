@@ -23,6 +23,8 @@ from shared.identifiers import Npwz, Pesel
 Drug = Annotated[str, Field(min_length=1, max_length=200)]
 Comment = Annotated[str, Field(max_length=1000)]
 Quantity = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4, examples=["30"])]
+# Calendar dates the rules may add months and days to without leaving the calendar.
+Day = Annotated[dt.date, Field(ge=dt.date(2000, 1, 1), le=dt.date(2100, 12, 31))]
 
 
 class _In(BaseModel):
@@ -35,7 +37,7 @@ class _Out(BaseModel):
 
 class SettingsIn(_In):
     mode: ServiceMode
-    activated_on: dt.date | None = Field(
+    activated_on: Day | None = Field(
         default=None, description="demo: the day demo mode was switched on; full: the purchase date"
     )
     drug_scope: DrugScope = DrugScope.ANY
@@ -142,7 +144,7 @@ class PrescriptionIn(_In):
     daily_dose_units: Quantity
     kind: ApiKind = ApiKind.standard
     extended: bool = Field(default=False, description="marked by the issuer as valid 365 days (standard only)")
-    realise_from: dt.date | None = None
+    realise_from: Day | None = None
     controlled_group: ControlledGroup | None = Field(
         default=None,
         description="narcotic: its group (default I-N, the stricter 90-day limit); psychotropic_in_iip is II-P",
@@ -173,7 +175,16 @@ class IssueIn(_In):
     issuer_profession: Profession
     # More than 5 is refused by the package rule with its own sentence; 50 only bounds the body.
     prescriptions: list[PrescriptionIn] = Field(min_length=1, max_length=50)
-    control_visit_on: dt.date | None = Field(default=None, description="optional control-visit date for the patient")
+    control_visit_on: Day | None = Field(default=None, description="optional control-visit date for the patient")
+
+
+def api_kind(kind: str, controlled_group: str | None) -> tuple[ApiKind, bool]:
+    """The stored issuing kind as API.md names it, with the ``extended`` mark."""
+    if kind == PrescriptionKind.EXTENDED:
+        return ApiKind.standard, True
+    if kind == PrescriptionKind.NARCOTIC_PSYCHOTROPIC:
+        return (ApiKind.psychotropic_in_iip if controlled_group == ControlledGroup.II_P else ApiKind.narcotic), False
+    return ApiKind(kind), False
 
 
 class IssuedPrescriptionOut(BaseModel):
@@ -181,7 +192,9 @@ class IssuedPrescriptionOut(BaseModel):
     access_code: str
     drug: str
     packages: int
-    kind: str
+    kind: ApiKind
+    extended: bool
+    controlled_group: str | None
     valid_from: dt.date
     valid_until: dt.date
 
@@ -199,7 +212,9 @@ class PrescriptionOut(BaseModel):
     package_key: str
     drug: str
     packages: int
-    kind: str
+    kind: ApiKind
+    extended: bool
+    controlled_group: str | None
     valid_from: dt.date
     valid_until: dt.date
     status: str

@@ -34,6 +34,7 @@ from services.prescriptions.models import (
 )
 from services.prescriptions.routing import Routed, Router, RouteRequest, UnknownLocation
 from services.scheduling.client import SchedulingClientError, SchedulingUnavailable
+from services.scheduling.schemas import PractitionerOut
 from shared.db import utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
@@ -417,10 +418,28 @@ def _drafts(body: schemas.IssueIn) -> list[domain.PrescriptionDraft]:
     return drafts
 
 
+def check_issuer(body: schemas.IssueIn, registered: PractitionerOut | None) -> None:
+    """The quantity limit follows the profession on the practitioner's record, not the one claimed."""
+    if registered is None:
+        raise Unprocessable.field("body.issuer_npwz", "no practitioner with this NPWZ works in this facility")
+    if registered.profession.value != body.issuer_profession.value:
+        raise Unprocessable.field(
+            "body.issuer_profession",
+            f"the practitioner's record says {registered.profession.value}, not {body.issuer_profession.value}",
+        )
+
+
 async def issue(
-    uow: UnitOfWork, facility_id: str, request_id: uuid.UUID, body: schemas.IssueIn, today: dt.date
+    uow: UnitOfWork,
+    facility_id: str,
+    request_id: uuid.UUID,
+    body: schemas.IssueIn,
+    today: dt.date,
+    registered: PractitionerOut | None,
 ) -> schemas.IssueOut:
+    """``registered``: the issuer's record in scheduling (None: no such NPWZ in the facility)."""
     request = await get_request(uow.session, facility_id, request_id)
+    check_issuer(body, registered)
     if request.status == REFUSED:
         raise Conflict("every item of this request was refused: there is nothing to issue", code="request-refused")
     issuer = domain.Issuer(body.issuer_npwz, domain.Profession(body.issuer_profession.value))
@@ -511,7 +530,9 @@ def issue_out(row: PrescriptionPackage) -> schemas.IssueOut:
                 access_code=row.access_code,
                 drug=p.drug,
                 packages=p.packages,
-                kind=p.kind,
+                kind=schemas.api_kind(p.kind, p.controlled_group)[0],
+                extended=schemas.api_kind(p.kind, p.controlled_group)[1],
+                controlled_group=p.controlled_group,
                 valid_from=p.valid_from,
                 valid_until=p.valid_until,
             )
@@ -534,7 +555,9 @@ def prescription_out(row: Prescription, package: PrescriptionPackage) -> schemas
         package_key=package.package_key,
         drug=row.drug,
         packages=row.packages,
-        kind=row.kind,
+        kind=schemas.api_kind(row.kind, row.controlled_group)[0],
+        extended=schemas.api_kind(row.kind, row.controlled_group)[1],
+        controlled_group=row.controlled_group,
         valid_from=row.valid_from,
         valid_until=row.valid_until,
         status=row.status,

@@ -14,7 +14,6 @@ import datetime as dt
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import (
@@ -263,12 +262,6 @@ async def test_disabling_while_p1_is_down_is_off_locally_and_delivered_after_the
     assert await _outgoing(clinic, "?status=pending") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: enabling asks P1 directly while an earlier disable still waits in the P1 queue; the queued "
-    "disable is delivered afterwards, so P1 ends 'off' while the facility shows 'enabled' (the enable "
-    "overtakes the disable the forwarder promises to keep in order)",
-)
 async def test_enabling_again_after_a_queued_disable_leaves_p1_and_the_facility_agreeing(clinic: Clinic) -> None:
     await _enabled(clinic)
     await _stop_background_passes(clinic)
@@ -310,12 +303,6 @@ async def _issue_and_register(clinic: Clinic, doctor: dict[str, str]) -> str:
     return key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when P1 refuses a queued change for good, the forwarder emits P1DeliveryFailed whose type "
-    "'integration.p1.delivery_failed' fails the Envelope type pattern (no digits allowed): the settle "
-    "transaction raises, the change stays 'pending' for ever and blocks every later change to P1",
-)
 async def test_a_change_p1_refuses_is_marked_rejected_and_does_not_block_the_queue(clinic: Clinic) -> None:
     await clinic.service("integration").state.ctx.extras["forwarding"].stop()
     await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")

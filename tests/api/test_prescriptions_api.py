@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from shared.events import Envelope
 from tests.e2e import test_prescriptions_flow as flow
@@ -39,6 +38,8 @@ RX = "/api/v1/prescriptions"
 OTHER_FACILITY = "clinic-elsewhere"
 NURSE = "5000001P"  # a nurse's licence number: 7 digits + P, no doctor's check digit
 MIDWIFE = "6000002A"
+DENTIST = "1950280"
+FELDSHER = "2053227"
 BAD_NPWZ = "1047515"  # DOCTOR with a wrong check digit
 BAD_PESEL = "44051401358"  # PATIENT with a wrong checksum
 ROLES = ("patient", "registrar", "practitioner", "pharmacist", "facility_admin", "partner")
@@ -218,11 +219,6 @@ async def test_settings_bad_input_names_the_field_and_changes_nothing(clinic: Cl
     assert (await clinic.client.get(f"{RX}/settings", headers=clinic.admin)).json() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an activation date near the calendar's end (9999-12-01) makes active_until overflow: "
-    "ValueError 'year 10000 is out of range' in add_months -> 500 instead of 422 body.activated_on",
-)
 async def test_settings_with_an_activation_date_at_the_end_of_the_calendar_is_refused_as_bad_input(
     clinic: Clinic,
 ) -> None:
@@ -595,12 +591,6 @@ async def test_refused_prescriptions_name_their_field_and_issue_nothing(clinic: 
     assert account.json() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: refusals raised by the issuing rules name the field as body.prescriptions[0].kind while the "
-    "schema's own refusals and shared/problems.py document the dotted form body.prescriptions.0.kind; one "
-    "endpoint answers two path syntaxes, so a client cannot map both onto its form fields",
-)
 async def test_issuing_rule_refusals_name_the_field_in_the_documented_dotted_form(clinic: Clinic) -> None:
     request = await _booked_request(clinic)
     path = f"{RX}/requests/{request['id']}/issue"
@@ -611,11 +601,6 @@ async def test_issuing_rule_refusals_name_the_field_in_the_documented_dotted_for
     assert [e["field"] for e in _problem(rule_refusal, 422)["errors"]] == ["body.prescriptions.0.kind"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a realise_from date near the calendar's end (9999-12-30) overflows the validity window: "
-    "OverflowError 'date value out of range' in validity_window -> 500 instead of a 422 naming realise_from",
-)
 async def test_a_realise_from_date_at_the_end_of_the_calendar_is_refused_as_bad_input(clinic: Clinic) -> None:
     request = await _booked_request(clinic)
     answer = await clinic.post(
@@ -627,6 +612,10 @@ async def test_a_realise_from_date_at_the_end_of_the_calendar_is_refused_as_bad_
 async def test_quantity_limits_per_issuer_are_exact(clinic: Clinic) -> None:
     request = await _booked_request(clinic)
     path = f"{RX}/requests/{request['id']}/issue"
+    # The limit follows the profession on the practitioner's record.
+    for npwz, profession in ((NURSE, "nurse"), (MIDWIFE, "midwife"), (DENTIST, "dentist"), (FELDSHER, "feldsher")):
+        body = {"name": f"{profession} {npwz}", "npwz": npwz, "profession": profession}
+        await clinic.created("/api/v1/scheduling/practitioners", body)
 
     def days(units: str, **extra: Any) -> dict[str, Any]:
         """One package of ``units`` at 2 units a day: units / 2 days of use."""
@@ -635,8 +624,8 @@ async def test_quantity_limits_per_issuer_are_exact(clinic: Clinic) -> None:
     cases: list[tuple[str, str, dict[str, Any], bool]] = [
         (DOCTOR, "doctor", days("720"), True),  # 360 days
         (DOCTOR, "doctor", days("721"), False),  # 360.5 days
-        (DOCTOR, "dentist", days("720"), True),
-        (DOCTOR, "feldsher", days("722"), False),
+        (DENTIST, "dentist", days("720"), True),
+        (FELDSHER, "feldsher", days("722"), False),
         (NURSE, "nurse", days("360"), True),  # 180 days
         (NURSE, "nurse", days("362"), False),  # 181 days
         (MIDWIFE, "midwife", days("360"), True),
@@ -744,11 +733,6 @@ async def test_a_retried_order_or_issue_with_the_same_idempotency_key_creates_no
     assert [o["kind"] for o in outgoing] == ["register_package"]  # one package registered, not two
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: issuer_profession is taken from the body as stated and never checked against the practitioner "
-    "record in scheduling: a nurse (registered as nurse, 180-day limit) who states 'doctor' issues 360 days",
-)
 async def test_a_nurse_cannot_lift_her_quantity_limit_by_stating_another_profession(clinic: Clinic) -> None:
     await clinic.created(
         "/api/v1/scheduling/practitioners", {"name": "Piel. Nowak", "npwz": NURSE, "profession": "nurse", "poz": True}
@@ -780,6 +764,8 @@ async def test_a_prescription_is_read_by_its_44_digit_key_in_its_own_facility_on
         "drug": "Bisocard 5",
         "packages": 3,
         "kind": "standard",
+        "extended": False,
+        "controlled_group": None,
         "valid_from": _in(0),
         "valid_until": _in(30),
         "status": "issued",

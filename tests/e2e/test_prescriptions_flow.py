@@ -115,9 +115,15 @@ async def clinic(tmp_path: Path) -> AsyncIterator[Clinic]:
             "id"
         ]
         ids["B"] = (await clinic.created("/api/v1/scheduling/locations", {"name": "B"}))["id"]
-        for name, npwz, profession in ((DOCTOR, DOCTOR, "doctor"), (DUTY, DUTY, "doctor"), (OTHER, OTHER, "doctor")):
-            body = {"name": f"Dr {name}", "npwz": npwz, "profession": profession, "poz": True}
-            ids[name] = (await clinic.created("/api/v1/scheduling/practitioners", body))["id"]
+        staff = ((DOCTOR, "doctor"), (DUTY, "doctor"), (OTHER, "doctor"), (NURSE, "nurse"))
+        for npwz, profession in staff:
+            body = {
+                "name": f"{profession} {npwz}",
+                "npwz": npwz,
+                "profession": profession,
+                "poz": profession == "doctor",
+            }
+            ids[npwz] = (await clinic.created("/api/v1/scheduling/practitioners", body))["id"]
         ids["rx"] = (
             await clinic.created("/api/v1/scheduling/work-types", {"name": "Recepty", "prescription_only": True})
         )["id"]
@@ -353,7 +359,7 @@ async def test_issuing_limits_and_package_size(clinic: Clinic) -> None:
 
     assert (await clinic.post(path, issue(DOCTOR, "doctor", _rx(packages=12)), doctor)).status_code == 201
     over = await clinic.post(path, issue(DOCTOR, "doctor", _rx(packages=12, daily_dose_units="0.9972")), doctor)
-    assert over.status_code == 422 and over.json()["errors"][0]["field"] == "body.prescriptions[0].packages"
+    assert over.status_code == 422 and over.json()["errors"][0]["field"] == "body.prescriptions.0.packages"
     nurse_over = await clinic.post(path, issue(NURSE, "nurse", _rx(packages=7)), nurse)
     assert nurse_over.status_code == 422
     assert (await clinic.post(path, issue(NURSE, "nurse", _rx(packages=6)), nurse)).status_code == 201
@@ -363,7 +369,7 @@ async def test_issuing_limits_and_package_size(clinic: Clinic) -> None:
         path, issue(DOCTOR, "doctor", _rx(kind="narcotic", realise_from=_day(3))), doctor
     )
     assert narcotic_later.status_code == 422
-    assert narcotic_later.json()["errors"][0]["field"] == "body.prescriptions[0].realise_from"
+    assert narcotic_later.json()["errors"][0]["field"] == "body.prescriptions.0.realise_from"
     narcotic_90 = await clinic.post(path, issue(DOCTOR, "doctor", _rx(kind="narcotic", packages=4)), doctor)
     assert narcotic_90.status_code == 422  # 120 days of use over the 90-day limit of group I-N
     impostor = await clinic.post(path, issue(DUTY, "doctor", _rx()), doctor)

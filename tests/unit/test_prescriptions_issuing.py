@@ -242,13 +242,13 @@ def test_narcotic_with_realise_from_refused_at_issue_naming_the_item() -> None:
     bad = draft(10, kind=K.NARCOTIC_PSYCHOTROPIC, group=ControlledGroup.I_N, realise_from=dt.date(2026, 3, 2))
     with pytest.raises(PrescriptionError) as error:
         issue_package(issuer("doctor"), [draft(10), bad], ISSUED)
-    assert error.value.field == "prescriptions[1].realise_from"
+    assert error.value.field == "prescriptions.1.realise_from"
 
 
 def test_target_import_is_paper_only() -> None:
     with pytest.raises(PrescriptionError) as error:
         issue_package(issuer("doctor"), [draft(10, kind=K.TARGET_IMPORT)], ISSUED)
-    assert error.value.field == "prescriptions[0].kind"
+    assert error.value.field == "prescriptions.0.kind"
 
 
 # --- packages --------------------------------------------------------------------------------
@@ -281,13 +281,13 @@ def test_empty_package_refused() -> None:
 def test_over_limit_item_in_a_package_names_its_index() -> None:
     with pytest.raises(PrescriptionError) as error:
         issue_package(issuer("nurse"), [draft(30), draft(30), draft(181)], ISSUED)
-    assert error.value.field == "prescriptions[2].packages"
+    assert error.value.field == "prescriptions.2.packages"
 
 
 def test_blank_drug_refused() -> None:
     with pytest.raises(PrescriptionError) as error:
         issue_package(issuer("doctor"), [draft(30, drug="  ")], ISSUED)
-    assert error.value.field == "prescriptions[0].drug"
+    assert error.value.field == "prescriptions.0.drug"
 
 
 def test_issuing_is_deterministic_with_a_seeded_source() -> None:

@@ -230,7 +230,7 @@ def issue_package(
             "prescriptions",
             f"a package holds at most {MAX_PRESCRIPTIONS_PER_PACKAGE} e-prescriptions, not {len(drafts)}",
         )
-    checked = [(d, check_prescription(issuer, d, issued_on, f"prescriptions[{i}].")) for i, d in enumerate(drafts)]
+    checked = [(d, check_prescription(issuer, d, issued_on, f"prescriptions.{i}.")) for i, d in enumerate(drafts)]
     package_key = new_package_key(rng)
     used = {package_key}
     issued: list[IssuedPrescription] = []
