@@ -63,7 +63,10 @@ def _rule_kind(kind: str) -> tuple[rules.Kind, bool]:
 
 def rule_prescription(hold: PrescriptionHold) -> rules.Prescription:
     kind, extended = _rule_kind(hold.kind)
-    realise_from = hold.valid_from if hold.valid_from != hold.issued_on else None
+    # Only some kinds count from a realise-from date; on the others P1's later start (a system
+    # outside this suite) is not a rule we can apply, so their window runs from the issue date.
+    later_start = hold.valid_from != hold.issued_on and kind in rules.REALISE_FROM_KINDS
+    realise_from = hold.valid_from if later_start else None
     return rules.Prescription(
         kind=kind,
         issued_on=hold.issued_on,
@@ -95,7 +98,7 @@ def dispensable_out(hold: PrescriptionHold, pharmacy_id: str, on: dt.date) -> sc
         left -= reduced
     window = rules.validity_window(prescription)
     elsewhere = hold.packages_dispensed > 0 and hold.pharmacy_id != pharmacy_id
-    usable = window.first_day <= on <= window.last_day and not elsewhere
+    usable = window.first_day <= on <= window.last_day and not elsewhere and not hold.cancelled
     return schemas.DispensableOut(
         key=hold.key,
         drug=hold.drug,

@@ -1,7 +1,9 @@
 """IKP items wait here until their group is complete, then become one routed request.
 
-A group is complete when its last item is older than the gap plus a grace period: an item of the
-same go could still be on its way from P1 until the integration service's next poll. Items are
+A group is complete when its last item is older than the gap plus a grace period (an item of the
+same go could still be on its way from P1 until the integration service's next poll) and its last
+item arrived here more than the grace period ago (the items of one poll arrive as one event each,
+so a group polled late - its items submitted long ago - must not be sealed after its first item). Items are
 stored once (P1's item id is the key); sealing claims them with a conditional UPDATE, so two
 replicas sealing the same group at once store one request (the other releases its booking).
 """
@@ -99,6 +101,8 @@ class Sealer:
             offset += len(request.items)
             if now - request.last_submitted_at <= self.gap + self.grace:
                 continue  # the patient may still be adding items
+            if now - max(r.received_at for r in group) <= self.grace:
+                continue  # the rest of the same poll may still be on its way (items arrive one event each)
             draft = RequestDraft(
                 facility_id=facility_id,
                 patient_pesel=pesel,

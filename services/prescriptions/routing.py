@@ -1,9 +1,10 @@
 """Routing a request to a slot through the scheduling service (the rules are in ``domain.routing``).
 
-Scheduling owns slots and double booking: here we ask it for the candidates, then book them in
-the domain's order. A slot lost to a concurrent booking (409) is added to ``taken`` and the rules
-are asked again, so the request moves on to the next slot - or to the duty doctor - and the
-problems raised are those of the final outcome.
+Scheduling owns slots and double booking. The domain's order - the doctor's earliest prescription
+slot, then the duty doctor's at the request's location, then the duty doctor's elsewhere - is
+walked tier by tier, and scheduling books each tier's earliest free slot in one step (``SKIP
+LOCKED``): concurrent requests take successive slots instead of all racing for the first one and
+retrying. The problems raised are those of the final outcome.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from services.prescriptions import domain
 from services.scheduling.client import SchedulingClient
-from services.scheduling.schemas import BookingOut, PractitionerOut, SlotOut
+from services.scheduling.schemas import BookingOut, PractitionerOut
 
 
 class UnknownLocation(LookupError):
@@ -41,10 +42,6 @@ class Routed:
     slot_start: dt.datetime | None
 
 
-def _free_slot(slot: SlotOut) -> domain.FreeSlot:
-    return domain.FreeSlot(str(slot.id), str(slot.practitioner_id), str(slot.location_id), slot.start)
-
-
 def ordering_enabled(practitioner: PractitionerOut, switch: bool | None, ikp_enabled: bool) -> bool:
     """The explicit per-doctor switch wins; without one, IKP integration enables every POZ doctor."""
     if switch is not None:
@@ -57,9 +54,11 @@ class Router:
         self.scheduling = scheduling
 
     async def route(self, request: RouteRequest, now: dt.datetime) -> Routed:
+        """Tiers in the domain's order, each booked in one step by scheduling (its earliest free slot),
+        so requests racing for the last slot of a tier each get a slot or move to the next tier."""
         facility = request.facility_id
         practitioners = {p.npwz: p for p in await self.scheduling.practitioners(facility)}
-        by_id = {str(p.id): p for p in practitioners.values()}
+        by_id = {p.id: p for p in practitioners.values()}
         doctor = practitioners.get(request.npwz)
         target = (
             domain.TargetDoctor(
@@ -71,39 +70,37 @@ class Router:
         location = await self.scheduling.location(facility, request.location_id)
         if location is None:
             raise UnknownLocation(str(request.location_id))
-        duty_id = location.duty_practitioner_id
-        target_slots = await self._slots(
-            facility, doctor.id if doctor and target and target.ordering_enabled else None, now
-        )
-        duty_slots = await self._slots(facility, duty_id, now)
-        taken: set[str] = set()
-        while True:
-            outcome = domain.route_request(
-                service_active=request.service_active,
-                npwz=request.npwz,
-                target=target,
-                target_slots=target_slots,
-                location_id=str(request.location_id),
-                duty_doctor_id=str(duty_id) if duty_id else None,
-                duty_slots=duty_slots,
-                taken=taken,
-            )
-            if outcome.choice is None:
-                return Routed(outcome, None, None, None)
-            slot = outcome.choice.slot
-            booking = await self.scheduling.book(
+        if not request.service_active:
+            notice = domain.ProblemNotice(domain.Problem.NO_ACTIVE_SERVICE, request.npwz)
+            return Routed(domain.RoutingOutcome(None, (notice,)), None, None, None)
+        # (kind, practitioner, only at this location, anywhere but this location)
+        tiers: list[tuple[domain.RouteKind, uuid.UUID, uuid.UUID | None, uuid.UUID | None]] = []
+        if doctor is not None and target is not None and target.ordering_enabled:
+            tiers.append((domain.RouteKind.OWN, doctor.id, None, None))
+        duty = location.duty_practitioner_id
+        if duty is not None:
+            tiers.append((domain.RouteKind.DUTY, duty, location.id, None))
+            tiers.append((domain.RouteKind.DUTY, duty, None, location.id))
+        for number, (kind, practitioner_id, at, not_at) in enumerate(tiers):
+            booking = await self.scheduling.book_earliest(
                 facility,
-                uuid.UUID(slot.slot_id),
+                practitioner_id,
                 request.patient_pesel,
-                idempotency_key=f"prescription-request:{request.request_id}:{slot.slot_id}",
+                start_after=now,
+                idempotency_key=f"prescription-request:{request.request_id}:{number}",
+                location_id=at,
+                exclude_location_id=not_at,
             )
-            if booking is not None:
-                assigned = by_id.get(slot.practitioner_id)
-                return Routed(outcome, booking, assigned.npwz if assigned else None, slot.starts_at)
-            taken.add(slot.slot_id)
-
-    async def _slots(self, facility: str, practitioner_id: uuid.UUID | None, now: dt.datetime) -> list[domain.FreeSlot]:
-        if practitioner_id is None:
-            return []
-        slots = await self.scheduling.free_prescription_slots(facility, practitioner_id, start_after=now)
-        return [_free_slot(s) for s in slots]
+            if booking is None:
+                continue
+            slot = domain.FreeSlot(
+                str(booking.slot_id), str(practitioner_id), str(booking.location_id), booking.start or now
+            )
+            choice = domain.RouteChoice(kind, slot, booking.location_id == location.id)
+            problems = domain.routing_problems(npwz=request.npwz, target=target, booked=kind)
+            assigned = by_id.get(practitioner_id)
+            return Routed(
+                domain.RoutingOutcome(choice, problems), booking, assigned.npwz if assigned else None, booking.start
+            )
+        problems = domain.routing_problems(npwz=request.npwz, target=target, booked=None)
+        return Routed(domain.RoutingOutcome(None, problems), None, None, None)

@@ -170,6 +170,19 @@ async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) 
         return await service.book(uow, who.require_facility(), body, online_only=who.role == Role.patient)
 
 
+@router.post(
+    "/bookings/earliest",
+    status_code=201,
+    response_model=schemas.BookingOut,
+    responses={404: {"description": "no free slot fits"}},
+    **allow(*STAFF, Role.partner),
+)
+async def book_earliest(body: schemas.EarliestBookingIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
+    """Book the earliest free slot of a practitioner (optionally at, or not at, a location)."""
+    async with ctx.uow() as uow:
+        return await service.book_earliest(uow, who.require_facility(), body)
+
+
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingOut, **allow(*CLINIC, Role.patient))
 async def get_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     async with ctx.sessions() as session:

@@ -189,6 +189,36 @@ class SchedulingClient(JsonClient):
             return None  # the caller moves on to its next slot
         return self._parse(answer, _BOOKING)
 
+    async def book_earliest(
+        self,
+        facility_id: str,
+        practitioner_id: uuid.UUID,
+        patient_pesel: str,
+        *,
+        start_after: dt.datetime,
+        idempotency_key: str,
+        location_id: uuid.UUID | None = None,
+        exclude_location_id: uuid.UUID | None = None,
+        prescription_only: bool | None = True,
+        source: BookingSource = BookingSource.prescription_request,
+    ) -> BookingOut | None:
+        """The practitioner's earliest free slot that fits, booked in one step; ``None``: none fits."""
+        body = {
+            "practitioner_id": str(practitioner_id),
+            "location_id": str(location_id) if location_id else None,
+            "exclude_location_id": str(exclude_location_id) if exclude_location_id else None,
+            "prescription_only": prescription_only,
+            "start_after": start_after.isoformat(),
+            "patient_pesel": patient_pesel,
+            "source": source.value,
+        }
+        answer = await self._ask(
+            facility_id, "POST", "/bookings/earliest", json=body, idempotency_key=idempotency_key, answers=(404,)
+        )
+        if answer.status_code == 404:
+            return None
+        return self._parse(answer, _BOOKING)
+
     async def cancel_booking(self, facility_id: str, booking_id: uuid.UUID) -> BookingOut:
         # Cancelling is idempotent in scheduling itself (a second cancel answers the same booking).
         return self._parse(await self._ask(facility_id, "POST", f"/bookings/{booking_id}/cancel"), _BOOKING)

@@ -149,6 +149,28 @@ class BookingOut(_Out):
     source: BookingSource
     patient_pesel: str
     start: dt.datetime | None = None
+    practitioner_id: uuid.UUID | None = None
+    location_id: uuid.UUID | None = None
+
+
+class EarliestBookingIn(_In):
+    """Book the earliest free slot that fits, in one step: concurrent callers get successive slots
+    instead of all racing for the same first one."""
+
+    practitioner_id: uuid.UUID
+    location_id: uuid.UUID | None = Field(default=None, description="only at this location")
+    exclude_location_id: uuid.UUID | None = Field(default=None, description="anywhere but this location")
+    prescription_only: bool | None = Field(default=None, description="true: prescription slots only")
+    start_after: dt.datetime = Field(description="the slot starts strictly after this instant (with offset)")
+    patient_pesel: Pesel
+    source: BookingSource = BookingSource.desk
+
+    @field_validator("start_after")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("give the instant with its offset")
+        return value
 
 
 class DutyPractitionerIn(_In):

@@ -265,7 +265,9 @@ async def _slot_for_booking(session: AsyncSession, slot_id: uuid.UUID, facility_
 
 
 def booking_view(booking: Booking, slot: Slot) -> schemas.BookingOut:
-    return schemas.BookingOut.model_validate(booking).model_copy(update={"start": slot.start_at})
+    return schemas.BookingOut.model_validate(booking).model_copy(
+        update={"start": slot.start_at, "practitioner_id": slot.practitioner_id, "location_id": slot.location_id}
+    )
 
 
 async def get_booking(session: AsyncSession, facility_id: str, booking_id: uuid.UUID) -> schemas.BookingOut:
@@ -299,6 +301,12 @@ async def book(
         if _violated(exc, ACTIVE_BOOKING):
             raise Conflict("the slot is already booked", code="slot-taken") from exc
         raise
+    return await _commit_booking(uow, facility_id, booking, slot, cer_published)
+
+
+async def _commit_booking(
+    uow: UnitOfWork, facility_id: str, booking: Booking, slot: Slot, cer_published: bool
+) -> schemas.BookingOut:
     uow.emit(
         events.BookingCreated(
             booking_id=booking.id,
@@ -308,14 +316,67 @@ async def book(
             work_type_id=slot.work_type_id,
             start=slot.start_at,
             end=slot.end_at,
-            patient_pesel=data.patient_pesel,
-            source=data.source,
+            patient_pesel=booking.patient_pesel,
+            source=booking.source,
             cer_published=cer_published,
         ),
         facility_id=facility_id,
     )
     await uow.commit()
     return booking_view(booking, slot)
+
+
+EARLIEST_ATTEMPTS = 5
+
+
+async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.EarliestBookingIn) -> schemas.BookingOut:
+    """The earliest free slot that fits, locked with SKIP LOCKED on PostgreSQL so that concurrent
+    callers take successive slots; a desk booking of the same slot at the same moment still loses
+    to the unique index, and then the next slot is tried (a savepoint per attempt)."""
+    session = uow.session
+    active = sa.select(Booking.slot_id).where(Booking.status == BOOKED)
+    query = (
+        sa.select(Slot)
+        .where(
+            Slot.facility_id == facility_id,
+            Slot.practitioner_id == data.practitioner_id,
+            Slot.start_at > data.start_after,
+            Slot.available.is_(True),
+            Slot.id.not_in(active),
+        )
+        .order_by(Slot.start_at, Slot.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Slot)
+    )
+    if data.location_id is not None:
+        query = query.where(Slot.location_id == data.location_id)
+    if data.exclude_location_id is not None:
+        query = query.where(Slot.location_id != data.exclude_location_id)
+    if data.prescription_only is not None:
+        kinds = sa.select(WorkType.id).where(WorkType.prescription_only.is_(data.prescription_only))
+        query = query.where(Slot.work_type_id.in_(kinds))
+    for _ in range(EARLIEST_ATTEMPTS):
+        slot = await session.scalar(query)
+        if slot is None:
+            break
+        booking = Booking(
+            id=uuid.uuid4(),
+            facility_id=facility_id,
+            slot_id=slot.id,
+            patient_pesel=data.patient_pesel,
+            source=data.source,
+            status=BOOKED,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(booking)
+        except IntegrityError as exc:
+            if _violated(exc, ACTIVE_BOOKING):
+                continue  # taken at the desk this very moment: the next one
+            raise
+        cer_published = await session.scalar(sa.select(Schedule.cer_published).where(Schedule.id == slot.schedule_id))
+        return await _commit_booking(uow, facility_id, booking, slot, bool(cer_published))
+    raise NotFound("no free slot fits", code="no-free-slot")
 
 
 async def cancel(

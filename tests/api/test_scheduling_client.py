@@ -6,6 +6,7 @@ prescriptions service would, with its own service tokens.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -266,3 +267,54 @@ async def test_a_patient_asking_for_prescription_work_still_sees_only_work_offer
     assert await clinic.slots(headers=clinic.patient(), prescription_only="true") == []
     offered = await clinic.slots(headers=clinic.patient(), prescription_only="false")
     assert ids(offered) == ids(setup.a_visits)
+
+
+# ----------------------------------------------------------------------------- the earliest free slot in one step
+
+
+async def test_booking_the_earliest_gives_concurrent_callers_successive_slots(
+    scheduling: SchedulingClient, setup: Setup
+) -> None:
+    dr_a = uuid.UUID(setup.dr_a["id"])
+    before_all = instant(setup.a_prescriptions[0]["start"]) - dt.timedelta(minutes=1)
+
+    async def earliest(n: int) -> BookingOut | None:
+        return await scheduling.book_earliest(
+            FACILITY, dr_a, PESEL, start_after=before_all, idempotency_key=f"earliest-{n}"
+        )
+
+    booked = await asyncio.gather(*(earliest(n) for n in range(len(setup.a_prescriptions) + 2)))
+
+    won = [b for b in booked if b is not None]
+    assert sorted(str(b.slot_id) for b in won) == sorted(s["id"] for s in setup.a_prescriptions)
+    assert booked.count(None) == 2  # every prescription slot once, then nothing fits
+    assert all(b.practitioner_id == dr_a and b.location_id == uuid.UUID(setup.centre["id"]) for b in won)
+    again = await earliest(0)  # the same idempotency key: the first answer, not a new booking
+    assert again is not None and again.id == booked[0].id  # type: ignore[union-attr]
+
+
+async def test_booking_the_earliest_respects_the_location_and_the_start(
+    scheduling: SchedulingClient, clinic: Clinic, setup: Setup
+) -> None:
+    dr_b = uuid.UUID(setup.dr_b["id"])
+    north = await clinic.location("Północ")
+    later = await clinic.scheduled(setup.dr_b, north, setup.prescriptions, date=NEXT_DAY)
+    centre = uuid.UUID(setup.centre["id"])
+    start = instant(setup.b_prescriptions[0]["start"]) - dt.timedelta(minutes=1)
+
+    here = await scheduling.book_earliest(
+        FACILITY, dr_b, PESEL, start_after=start, idempotency_key="h", location_id=centre
+    )
+    elsewhere = await scheduling.book_earliest(
+        FACILITY, dr_b, PESEL, start_after=start, idempotency_key="e", exclude_location_id=centre
+    )
+    after_everything = await scheduling.book_earliest(
+        FACILITY, dr_b, PESEL, start_after=instant(later[-1]["start"]), idempotency_key="x"
+    )
+    visits_only = await scheduling.book_earliest(
+        FACILITY, dr_b, PESEL, start_after=start, idempotency_key="v", prescription_only=False
+    )
+
+    assert here is not None and str(here.slot_id) == setup.b_prescriptions[0]["id"]
+    assert elsewhere is not None and str(elsewhere.slot_id) == later[0]["id"]
+    assert after_everything is None and visits_only is None

@@ -5,7 +5,9 @@ Distributed mode on the machine's PostgreSQL and RabbitMQ, 32 concurrent clients
   2. directly against the scheduling service (so the gateway's cost is a ratio)
   3. a bare asyncpg INSERT loop on the same database (the ceiling, so the service's cost is a ratio)
   4. contention: every client races for the same few slots; double bookings are counted (must be 0)
-  5. prescription requests routed through the gateway, 16 clients (each asks scheduling for the
+  5. psychoactive sale checks: the pure rule in a loop, and through the gateway (so the service and
+     the gateway cost a ratio of the rule itself)
+  6. prescription requests routed through the gateway, 16 clients (each asks scheduling for the
      doctor, the location and the free prescription slots, then books one), against 2. as a ratio
 Prints figures; asserts nothing about speed.
 """
@@ -21,12 +23,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import asyncpg
 import httpx
 
 from gateway import distributed
 from gateway.registry import SANDBOX, SERVICES
+from services.pharmacy import domain as pharmacy_domain
 from shared.auth import Claims, issue_token
 from shared.settings import Settings
 
@@ -253,6 +257,67 @@ async def prescription_requests_through_gateway(client: httpx.AsyncClient, setti
     )
 
 
+SALE_CHECKS = int(os.environ.get("BENCH_SALE_CHECKS", "2000"))
+
+
+def pure_sale_checks(count: int) -> Run:
+    """The rule alone: a two-line sale of pseudoephedrine and codeine products, policy ``ask``."""
+    on = dt.date.today()
+    limits = pharmacy_domain.LimitTable(
+        [
+            pharmacy_domain.LimitRule("pseudoephedrine", Decimal(720), dt.date(2015, 1, 1)),
+            pharmacy_domain.LimitRule("codeine", Decimal(240), dt.date(2015, 1, 1)),
+        ]
+    )
+    advil = pharmacy_domain.ProductCard(
+        "1", "Advil Zatoki", dt.date(2018, 1, 1), (pharmacy_domain.Content("pseudoephedrine", Decimal(120)),)
+    )
+    syrup = pharmacy_domain.ProductCard(
+        "2", "Syrop", dt.date(2018, 1, 1), (pharmacy_domain.Content("codeine", Decimal(60)),)
+    )
+    lines = [pharmacy_domain.SaleLine(advil, 3), pharmacy_domain.SaleLine(syrup, 5)]
+    run = Run("sale check: the pure rule")
+    started = time.perf_counter()
+    for _ in range(count):
+        one = time.perf_counter()
+        pharmacy_domain.check_sale(
+            lines, buyer_age=30, policy=pharmacy_domain.Policy.ask, confirmed=False, on=on, limits=limits
+        )
+        run.record(200, time.perf_counter() - one)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+async def sale_checks_through_gateway(client: httpx.AsyncClient, settings: Settings) -> Run:
+    pharmacist = {
+        "Authorization": "Bearer "
+        + issue_token(Claims(sub="bench-ph", role="pharmacist", pharmacy_id="bench-apteka"), settings)
+    }
+    ids = []
+    for name, substance, mg in (("Advil Zatoki", "pseudoephedrine", 120), ("Syrop", "codeine", 60)):
+        product = {
+            "name": name,
+            "marketed_on": "2018-01-01",
+            "substances": [{"substance": substance, "mg_per_package": mg}],
+        }
+        answer = await client.post("/api/v1/pharmacy/products", json=product, headers=pharmacist)
+        answer.raise_for_status()
+        ids.append(answer.json()["id"])
+    body = {
+        "buyer_age": 30,
+        "lines": [{"product_id": ids[0], "packages": 3}, {"product_id": ids[1], "packages": 5}],
+        "confirmed": False,
+    }
+
+    def check() -> Callable[[], Awaitable[int]]:
+        async def post() -> int:
+            return (await client.post("/api/v1/pharmacy/sales/check", json=body, headers=pharmacist)).status_code
+
+        return post
+
+    return await drive(Run("sale check via gateway"), [check() for _ in range(SALE_CHECKS)])
+
+
 async def bare_insert_loop(dsn: str, count: int) -> Run:
     """The ceiling: single-row INSERT transactions over CLIENTS asyncpg connections."""
     pool = await asyncpg.create_pool(dsn, min_size=CLIENTS, max_size=CLIENTS)
@@ -332,9 +397,11 @@ async def benchmark(ports: dict[str, int], prefix: str) -> None:
         runs.append(await drive(Run(f"contention ({CONTENDED_SLOTS} slots x 8)"), racing))
         realisations = await realisations_through_gateway(via_gateway, settings)
         routed = await prescription_requests_through_gateway(via_gateway, settings)
+        sales = await sale_checks_through_gateway(via_gateway, settings)
+    pure_sales = pure_sale_checks(SALE_CHECKS * 10)
     dsn = f"{PG_BASE.replace('+asyncpg', '')}/{prefix}_scheduling"
     runs.append(await bare_insert_loop(dsn, BOOKINGS))
-    print_table([*runs, realisations, routed])
+    print_table([*runs, realisations, routed, sales, pure_sales])
     doubles, total = await count_double_bookings(dsn)
     gw, di, bare = runs[0], runs[1], runs[3]
     print(
@@ -344,6 +411,11 @@ async def benchmark(ports: dict[str, int], prefix: str) -> None:
     print(f"service cost:  direct {di.rate:.0f} req/s vs bare INSERT {bare.rate:.0f}/s = {di.rate / bare.rate:.2f}x")
     print(f"contention:    {runs[2].statuses.get(201, 0)} bookings won for {CONTENDED_SLOTS} slots")
     print(f"double bookings: {doubles}   (active bookings in the database: {total})")
+    print(
+        f"sale checks:   pure rule {pure_sales.rate:.0f}/s vs via gateway {sales.rate:.0f}/s "
+        f"= {sales.rate / pure_sales.rate:.4f}x (the rule is {pure_sales.pct(0.5) * 1000:.0f} µs of a "
+        f"{sales.pct(0.5):.1f} ms request)"
+    )
     print(
         f"routing cost:  {routed.rate:.0f} routed requests/s vs {di.rate:.0f} direct bookings/s "
         f"= {routed.rate / di.rate:.2f}x (a request is ~5 scheduling calls plus its own transaction)"

@@ -88,7 +88,7 @@ class Clinic:
 
     async def settle(self) -> None:
         """Every service's outbox published and every event consumed."""
-        for name in ("prescriptions", "integration"):
+        for name in ("prescriptions", "integration", "pharmacy"):
             await self.service(name).state.ctx.relay.publish_pending()
         await self.app.state.gateway.bus.drain()
 
@@ -400,7 +400,8 @@ async def _poll_and_seal(clinic: Clinic) -> list[dict[str, Any]]:
     prescriptions = clinic.service("prescriptions").state.ctx
     await integration.extras["poller"].poll_all()
     await clinic.settle()
-    await prescriptions.extras["sealer"].seal_due()
+    # As the background pass would once the grace period (30 s) after the last item has passed.
+    await prescriptions.extras["sealer"].seal_due(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
     answer = await clinic.client.get("/api/v1/prescriptions/requests", headers=clinic.desk)
     requests: list[dict[str, Any]] = answer.json()
     return requests

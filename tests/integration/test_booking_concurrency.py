@@ -202,3 +202,48 @@ async def test_overlapping_schedules_created_concurrently_give_exactly_one(clust
         p=practitioner,
     )
     assert overlapping_pairs == 0
+
+
+async def test_concurrent_earliest_bookings_from_two_processes_take_successive_slots_with_desk_bookings_racing(
+    cluster: Cluster,
+) -> None:
+    """SKIP LOCKED hands each caller the next free slot; desk bookings of the same slots at the
+    same moment lose or win cleanly: never two bookings on one slot, never a 500."""
+    admin, desk = cluster.headers["facility_admin"], cluster.headers["registrar"]
+    async with httpx.AsyncClient(base_url=cluster.urls[0], timeout=30) as client:
+        seeded = await seed_schedule(client, admin, desk, date="2030-06-03")  # 3 slots
+        more = {k: seeded[k] for k in ("practitioner_id", "location_id", "work_type_id")}
+        extra = await client.post(
+            "/api/v1/scheduling/schedules",
+            json={**more, "date": "2030-06-04", "start_time": "08:00", "end_time": "10:00", "visit_minutes": 10},
+            headers=desk,
+        )
+        assert extra.status_code == 201, extra.text
+    earliest = {
+        "practitioner_id": seeded["practitioner_id"],
+        "start_after": "2030-06-01T00:00:00+00:00",
+        "patient_pesel": PESEL,
+        "source": "desk",
+    }
+    requests = [(cluster.urls[i % 2], "/api/v1/scheduling/bookings/earliest", earliest) for i in range(20)]
+    requests += [
+        (cluster.urls[i % 2], "/api/v1/scheduling/bookings", {"slot_id": s["id"], "patient_pesel": PESEL})
+        for i, s in enumerate(seeded["slots"])
+    ]
+
+    answers = await _fire(requests, desk)
+
+    statuses = Counter(a.status_code for a in answers)
+    assert set(statuses) <= {201, 404, 409}, [a.text for a in answers if a.status_code >= 500][:3]
+    assert statuses[201] == 15  # 3 + 12 slots, each booked exactly once by someone
+    booked = [a.json()["slot_id"] for a in answers if a.status_code == 201]
+    assert len(set(booked)) == 15
+    assert (
+        await scalar(
+            cluster.database_url,
+            "SELECT count(*) FROM bookings WHERE status = 'booked' AND slot_id IN "
+            "(SELECT id FROM slots WHERE practitioner_id = :p)",
+            p=seeded["practitioner_id"],
+        )
+        == 15
+    )

@@ -44,6 +44,7 @@ from .routing import (
     TargetDoctor,
     route_candidates,
     route_request,
+    routing_problems,
 )
 from .scope import (
     DrugScope,
@@ -107,5 +108,6 @@ __all__ = [
     "restricted_to_account",
     "route_candidates",
     "route_request",
+    "routing_problems",
     "validity_window",
 ]

@@ -147,6 +147,23 @@ def route_candidates(
     return (*own, *here, *elsewhere)
 
 
+def routing_problems(*, npwz: str, target: TargetDoctor | None, booked: RouteKind | None) -> tuple[ProblemNotice, ...]:
+    """The notifications for a request whose active service booked ``booked`` (None: nothing)."""
+    problems: list[ProblemNotice] = []
+    if target is None:
+        problems.append(ProblemNotice(Problem.NO_PRACTITIONER_WITH_NPWZ, npwz))
+    elif not target.ordering_enabled:
+        problems.append(ProblemNotice(Problem.NOT_ENABLED_FOR_DOCTOR, npwz, target.practitioner_id))
+    if booked is RouteKind.OWN:
+        return ()
+    doctor_id = target.practitioner_id if target is not None else None
+    if booked is None:
+        problems.append(ProblemNotice(Problem.NO_FREE_SLOTS_DOCTOR_AND_DUTY, npwz, doctor_id))
+    elif target is not None and target.ordering_enabled:
+        problems.append(ProblemNotice(Problem.NO_FREE_SLOTS_DOCTOR, npwz, doctor_id))
+    return tuple(problems)
+
+
 def route_request(
     *,
     service_active: bool,
@@ -165,19 +182,8 @@ def route_request(
     """
     if not service_active:
         return RoutingOutcome(None, (ProblemNotice(Problem.NO_ACTIVE_SERVICE, npwz),))
-    problems: list[ProblemNotice] = []
-    if target is None:
-        problems.append(ProblemNotice(Problem.NO_PRACTITIONER_WITH_NPWZ, npwz))
-    elif not target.ordering_enabled:
-        problems.append(ProblemNotice(Problem.NOT_ENABLED_FOR_DOCTOR, npwz, target.practitioner_id))
     usable_duty = duty_slots if duty_doctor_id is not None else ()
     candidates = route_candidates(target, target_slots, location_id, usable_duty, taken)
-    if candidates and candidates[0].kind is RouteKind.OWN:
-        return RoutingOutcome(candidates[0], ())
-    doctor_id = target.practitioner_id if target is not None else None
-    if not candidates:
-        problems.append(ProblemNotice(Problem.NO_FREE_SLOTS_DOCTOR_AND_DUTY, npwz, doctor_id))
-        return RoutingOutcome(None, tuple(problems))
-    if target is not None and target.ordering_enabled:
-        problems.append(ProblemNotice(Problem.NO_FREE_SLOTS_DOCTOR, npwz, doctor_id))
-    return RoutingOutcome(candidates[0], tuple(problems))
+    choice = candidates[0] if candidates else None
+    problems = routing_problems(npwz=npwz, target=target, booked=choice.kind if choice else None)
+    return RoutingOutcome(choice, problems)
