@@ -367,6 +367,10 @@ def print_table(runs: list[Run]) -> None:
             f"{r.name:<34}{len(r.latencies):>9}{ok:>7}{conflict:>6}{other:>7}{r.rate:>9.0f}"
             f"{r.pct(0.5):>9.1f}{r.pct(0.99):>9.1f}"
         )
+    for r in runs:
+        odd = {status: n for status, n in r.statuses.items() if not (200 <= status < 300 or status == 409)}
+        if odd:
+            print(f"  {r.name}: other answers by status {odd} (599: no answer, the client gave up)")
 
 
 async def benchmark(ports: dict[str, int], prefix: str) -> None:

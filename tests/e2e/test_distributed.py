@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -185,6 +187,47 @@ def test_the_distributed_suite_books_once_reports_ready_and_answers_502_without_
         )
         if exchanges.returncode == 0:
             assert suite.exchange in exchanges.stdout.split()
+
+        # A prescription request routed by prescriptions through scheduling (HTTP), issued, and the
+        # package carried by RabbitMQ to integration, which registers it in the P1 sandbox process.
+        tomorrow = (dt.datetime.now(ZoneInfo("Europe/Warsaw")).date() + dt.timedelta(days=1)).isoformat()
+        rx = _created(client, "work-types", {"name": "Recepty", "prescription_only": True}, admin)
+        ids = {"practitioner_id": doctor["id"], "location_id": location["id"], "work_type_id": rx["id"]}
+        rx_day = {"date": tomorrow, "start_time": "08:00", "end_time": "09:00", "visit_minutes": 15}
+        _created(client, "schedules", {**ids, **rx_day}, desk)
+        today = dt.datetime.now(ZoneInfo("Europe/Warsaw")).date().isoformat()
+        assert client.put(
+            "/api/v1/prescriptions/settings", json={"mode": "demo", "activated_on": today}, headers=admin
+        ).is_success
+        assert client.put(
+            "/api/v1/prescriptions/practitioners/5425740/ordering", json={"enabled": True}, headers=admin
+        ).is_success
+        order = {
+            "patient_pesel": PESEL,
+            "practitioner_npwz": "5425740",
+            "location_id": location["id"],
+            "items": [{"drug": "Metformax 500", "packages": 2}],
+        }
+        request = client.post("/api/v1/prescriptions/requests", json=order, headers=desk)
+        assert request.status_code == 201, request.text
+        assert (request.json()["status"], request.json()["routed_to"]) == ("booked", "own")
+        doctor_token = _token(client, sub="dr", role="practitioner", facility_id="clinic-dist", npwz="5425740")
+        issue = {
+            "issuer_npwz": "5425740",
+            "issuer_profession": "doctor",
+            "prescriptions": [
+                {"drug": "Metformax 500", "packages": 2, "units_per_package": "30", "daily_dose_units": "1"}
+            ],
+        }
+        issued = client.post(
+            f"/api/v1/prescriptions/requests/{request.json()['id']}/issue", json=issue, headers=doctor_token
+        )
+        assert issued.status_code == 201, issued.text
+        package_key = issued.json()["package_key"]
+        deadline = time.monotonic() + 30
+        while package_key not in client.get("/sandbox/p1/received").json() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert package_key in client.get("/sandbox/p1/received").json()
 
         # The scheduling process dies: the gateway answers for it with a 502 problem.
         scheduling = suite.processes["scheduling"]
