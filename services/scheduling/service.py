@@ -331,7 +331,8 @@ EARLIEST_ATTEMPTS = 5
 
 async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.EarliestBookingIn) -> schemas.BookingOut:
     """The earliest free slot that fits, locked with SKIP LOCKED on PostgreSQL so that concurrent
-    callers take successive slots; a desk booking of the same slot at the same moment still loses
+    callers take successive slots. The lock is FOR NO KEY UPDATE: a desk booking's foreign-key check
+    (FOR KEY SHARE) on the same slot must not wait for it, or the two deadlock on the unique index; a desk booking of the same slot at the same moment still loses
     to the unique index, and then the next slot is tried (a savepoint per attempt)."""
     session = uow.session
     active = sa.select(Booking.slot_id).where(Booking.status == BOOKED)
@@ -346,7 +347,7 @@ async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.Earlies
         )
         .order_by(Slot.start_at, Slot.id)
         .limit(1)
-        .with_for_update(skip_locked=True, of=Slot)
+        .with_for_update(skip_locked=True, key_share=True, of=Slot)
     )
     if data.location_id is not None:
         query = query.where(Slot.location_id == data.location_id)
