@@ -332,8 +332,9 @@ EARLIEST_ATTEMPTS = 5
 async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.EarliestBookingIn) -> schemas.BookingOut:
     """The earliest free slot that fits, locked with SKIP LOCKED on PostgreSQL so that concurrent
     callers take successive slots. The lock is FOR NO KEY UPDATE: a desk booking's foreign-key check
-    (FOR KEY SHARE) on the same slot must not wait for it, or the two deadlock on the unique index; a desk booking of the same slot at the same moment still loses
-    to the unique index, and then the next slot is tried (a savepoint per attempt)."""
+    (FOR KEY SHARE) on the same slot must not wait for it, or the two deadlock on the unique index.
+    A desk booking of the same slot at the same moment still loses or wins by the unique index, and
+    then the next slot is tried (a savepoint per attempt)."""
     session = uow.session
     active = sa.select(Booking.slot_id).where(Booking.status == BOOKED)
     query = (
