@@ -16,6 +16,7 @@ SERVICES: dict[str, str] = {
     "scheduling": "services.scheduling.app:create_app",
     "prescriptions": "services.prescriptions.app:create_app",
     "integration": "services.integration.app:create_app",
+    "notifications": "services.notifications.app:create_app",
     "pharmacy": "services.pharmacy.app:create_app",
     "reimbursement": "services.reimbursement.app:create_app",
 }
@@ -29,6 +30,7 @@ DISTRIBUTED_PORTS: dict[str, int] = {
     "scheduling": 8101,
     "prescriptions": 8102,
     "integration": 8103,
+    "notifications": 8104,
     "pharmacy": 8105,
     "reimbursement": 8106,
     SANDBOX: 8190,
@@ -40,6 +42,7 @@ PRODUCTION_ONLY_ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "reimbursement": ("EZWM_URL",),
     "integration": ("P1_URL",),
     "pharmacy": ("P1_URL",),
+    "notifications": ("SMTP_HOST", "SMS_URL"),
 }
 
 

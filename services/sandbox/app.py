@@ -7,10 +7,12 @@ adapter at the real system is a change of its base URL.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.sandbox import ezwm, p1
+from services.sandbox import ezwm, mail, p1, sms
 from services.sandbox.settings import SandboxSettings
 from shared.bus import EventBus
 from shared.logging import configure_logging
@@ -27,17 +29,36 @@ def create_app(
     publish nothing and call no service."""
     settings = SandboxSettings.from_settings(settings)
     configure_logging(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        catcher: mail.MailCatcher = app.state.mail
+        if settings.smtp_enabled:
+            # Only the default port may move: a port someone chose is one their sender was told about.
+            chosen = "smtp_port" in settings.model_fields_set
+            await catcher.start(settings.smtp_host, settings.smtp_port, any_port_if_taken=not chosen)
+        try:
+            yield
+        finally:
+            await catcher.stop()
+
     app = FastAPI(
         title="Sandbox (simulated national systems)",
         version="1.0.0",
         description="In-memory simulators; state is lost on restart. Not for production use.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.ezwm = ezwm.EzwmState()
     app.state.p1 = p1.P1State(confirm_after=dt.timedelta(seconds=settings.p1_ikp_confirm_seconds))
+    app.state.sms = sms.SmsState()
+    # The SMTP server starts with the app's lifespan; its port is app.state.mail.port from then on.
+    app.state.mail = mail.MailCatcher()
     install_problem_handlers(app)
     app.include_router(ezwm.router)
     app.include_router(p1.router)
+    app.include_router(sms.router)
+    app.include_router(mail.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:

@@ -289,8 +289,9 @@ async def test_booking_the_earliest_gives_concurrent_callers_successive_slots(
     assert sorted(str(b.slot_id) for b in won) == sorted(s["id"] for s in setup.a_prescriptions)
     assert booked.count(None) == 2  # every prescription slot once, then nothing fits
     assert all(b.practitioner_id == dr_a and b.location_id == uuid.UUID(setup.centre["id"]) for b in won)
-    again = await earliest(0)  # the same idempotency key: the first answer, not a new booking
-    assert again is not None and again.id == booked[0].id  # type: ignore[union-attr]
+    n, first = next((n, b) for n, b in enumerate(booked) if b is not None)
+    again = await earliest(n)  # the same idempotency key: the first answer, not a new booking
+    assert again is not None and again.id == first.id
 
 
 async def test_booking_the_earliest_respects_the_location_and_the_start(

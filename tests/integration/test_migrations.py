@@ -181,7 +181,7 @@ async def test_processes_starting_together_create_and_migrate_a_missing_database
     assert await scalar(missing_database, "SELECT count(*) FROM pg_constraint WHERE conname = :n", n=EXCLUSION) == 1
 
 
-@pytest.mark.parametrize("service", ["prescriptions", "integration", "pharmacy"])
+@pytest.mark.parametrize("service", ["prescriptions", "integration", "pharmacy", "notifications"])
 async def test_each_services_migrations_build_what_its_models_declare(service: str, pg_url: str) -> None:
     models = importlib.import_module(f"services.{service}.models")
     migrations = ROOT / "services" / service / "migrations"

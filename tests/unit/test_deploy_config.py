@@ -28,6 +28,8 @@ from sqlalchemy.engine import make_url
 from gateway.distributed import gateway_environment, service_environment
 from gateway.registry import PRODUCTION_ONLY_ENVIRONMENT, SANDBOX, SANDBOX_FACTORY, SERVICES
 from gateway.registry import settings_class as service_settings_class
+from services.notifications.app import SANDBOX_SMTP_PORT
+from services.sandbox.settings import SandboxSettings
 from shared.settings import DEFAULT_JWT_SECRET, GatewaySettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +44,19 @@ SANDBOX_URL = f"{SANDBOX.upper()}_URL"
 INFRASTRUCTURE = {"postgres", "rabbitmq"}
 # Set by a container deployment, inherited from the caller's environment by the local launcher.
 DEPLOYMENT_ONLY = {"ENVIRONMENT", "JWT_SECRET"}
+# Set by a production deployment beside PRODUCTION_ONLY_ENVIRONMENT: how to reach the real systems, whose
+# development stand-ins (the sandbox) need no such settings. Exactly these; every one a settings field.
+PRODUCTION_CONFIGURATION: dict[str, set[str]] = {
+    "notifications": {
+        "SMTP_PORT",
+        "SMTP_STARTTLS",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
+        "MAIL_FROM",
+        "SMS_TOKEN",
+        "SMS_SENDER",
+    },
+}
 # The oldest Kubernetes the manifests promise to work on, and the newest the installed schemas know.
 K8S_VERSIONS = sorted({"1.30.0", kubernetes_validate.utils.latest_version()})
 PORT = 8000
@@ -143,7 +158,11 @@ def app_container(app: str) -> dict[str, Any]:
 
 def expected_names(app: str, *, production: bool = False) -> set[str]:
     launched = gateway_environment(base={}) if app == "gateway" else service_environment(app, base={})
-    extra = set(PRODUCTION_ONLY_ENVIRONMENT.get(app, ())) if production else set()
+    extra = (
+        set(PRODUCTION_ONLY_ENVIRONMENT.get(app, ())) | PRODUCTION_CONFIGURATION.get(app, set())
+        if production
+        else set()
+    )
     # The launcher points every process at its sandbox; production has none (it sets the real systems'
     # URLs, PRODUCTION_ONLY_ENVIRONMENT, instead), so there SANDBOX_URL is the one name it must not set.
     development_only = {SANDBOX_URL} if production else set()
@@ -305,10 +324,19 @@ def test_compose_sandbox_is_one_process_without_database() -> None:
     assert "ports" not in service, "reached through the gateway's /sandbox/..."
     assert "depends_on" not in service, "no database, no broker"
     env = compose_environment(SANDBOX)
-    assert env == {"SERVICE_NAME": SANDBOX, "WEB_CONCURRENCY": "1"}  # uvicorn reads WEB_CONCURRENCY
+    # uvicorn reads WEB_CONCURRENCY. The mail catcher listens where the notifications container sends (its
+    # default, 127.0.0.1, is unreachable from another container), on a port it must not move from.
+    assert env == {
+        "SERVICE_NAME": SANDBOX,
+        "WEB_CONCURRENCY": "1",
+        "SANDBOX_SMTP_HOST": "0.0.0.0",
+        "SANDBOX_SMTP_PORT": str(SANDBOX_SMTP_PORT),
+    }
     settings = service_settings_class(SANDBOX).model_validate({k.lower(): v for k, v in env.items()})
     assert settings.service_name == SANDBOX
     assert settings.environment == "development"
+    assert isinstance(settings, SandboxSettings)
+    assert (settings.smtp_host, settings.smtp_port) == ("0.0.0.0", SANDBOX_SMTP_PORT)
 
 
 def test_compose_infrastructure_is_healthchecked() -> None:
@@ -349,6 +377,21 @@ def test_k8s_values_build_production_settings(app: str) -> None:
     (migrate,) = pod_spec(app)["initContainers"]
     assert migrate["command"] == ["python", "-m", "gateway.manage", "migrate", app]
     assert migrate["image"] == app_container(app)["image"]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_k8s_secret_settings_come_from_the_secret(app: str) -> None:
+    """A SecretStr setting (JWT_SECRET, SMTP_PASSWORD, SMS_TOKEN, ...) is never a literal or a ConfigMap value."""
+    fields = settings_class(app).model_fields
+    secret_fields = {name.upper() for name, field in fields.items() if "SecretStr" in str(field.annotation)}
+    for container in [app_container(app), *pod_spec(app).get("initContainers", [])]:
+        for variable in container.get("env", []):
+            if variable["name"] in secret_fields:
+                assert "secretKeyRef" in variable.get("valueFrom", {}), f"{app}/{container['name']} {variable['name']}"
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                data = k8s("ConfigMap")[source["configMapRef"]["name"]]["data"]
+                assert not secret_fields & set(data), f"{app}: secrets in ConfigMap {source['configMapRef']['name']}"
 
 
 @pytest.mark.parametrize("app", APPS)

@@ -1,0 +1,1 @@
+"""Notifications service: e-mail and SMS to patients and facilities, once per event."""
