@@ -44,3 +44,14 @@ class P1DeliveryFailed(EventPayload):
 
 def p1_event_id(kind: str, reference: str) -> uuid.UUID:
     return uuid.uuid5(P1_NAMESPACE, f"{kind}:{reference}")
+
+
+class CerSyncFailed(EventPayload):
+    """A CeR synchronisation failure the facility must hear of (the notifications service e-mails
+    ``email``, the facility's CeR address): what failed, in a Polish sentence."""
+
+    event_type: ClassVar[str] = "integration.cer.sync_failed"
+    failure: str
+    email: str | None
+    slot_id: uuid.UUID | None = None
+    start: dt.datetime | None = None

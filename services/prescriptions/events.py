@@ -55,6 +55,8 @@ class IssuedPrescriptionLine(EventPayload):
     kind: str
     valid_from: dt.date
     valid_until: dt.date
+    dosage: str | None = None  # as the issuer wrote it, for the patient's information printout
+    quantity_text: str | None = None
 
 
 class PrescriptionIssued(EventPayload):
@@ -71,6 +73,7 @@ class PrescriptionIssued(EventPayload):
     issued_on: dt.date
     request_id: uuid.UUID | None
     prescriptions: list[IssuedPrescriptionLine]
+    control_visit_on: dt.date | None = None
 
 
 class PrescriptionCancelled(EventPayload):

@@ -487,13 +487,15 @@ async def issue(
     await add_account_drugs(
         uow.session, facility_id, request.patient_pesel, [p.drug for p in package.prescriptions], today, ISSUED_HERE
     )
-    uow.emit(_issued_event(row), facility_id=facility_id)
+    uow.emit(_issued_event(row, body), facility_id=facility_id)
     await uow.commit()
     return issue_out(row)
 
 
-def _issued_event(row: PrescriptionPackage) -> events.PrescriptionIssued:
+def _issued_event(row: PrescriptionPackage, body: schemas.IssueIn) -> events.PrescriptionIssued:
+    """What the patient's information needs besides what is stored: dosage and the control visit."""
     return events.PrescriptionIssued(
+        control_visit_on=body.control_visit_on,
         package_id=row.id,
         package_key=row.package_key,
         access_code=row.access_code,
@@ -512,6 +514,8 @@ def _issued_event(row: PrescriptionPackage) -> events.PrescriptionIssued:
                 kind=p.kind,
                 valid_from=p.valid_from,
                 valid_until=p.valid_until,
+                dosage=body.prescriptions[p.position].dosage,
+                quantity_text=f"{p.packages} op. po {p.units_per_package.normalize():f}",
             )
             for p in row.prescriptions
         ],

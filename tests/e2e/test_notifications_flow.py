@@ -13,6 +13,7 @@ import pypdf
 import pytest
 import zxingcpp
 
+from services.integration.events import CerSyncFailed
 from shared.events import Envelope
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, Clinic, _rx
@@ -45,7 +46,7 @@ async def test_an_issued_prescription_reaches_the_patient_by_sms_and_by_email_wi
         f"/api/v1/notifications/patients/{PATIENT}/contact", json=CONTACT, headers=clinic.desk
     )
     assert saved.status_code == 200, saved.text
-    package = await _issued(clinic, _rx(drug="Żółć wołowa 200 mg", packages=2))
+    package = await _issued(clinic, _rx(drug="Żółć wołowa 200 mg", packages=2, dosage="1 tabletka 2 razy dziennie"))
     key = package["prescriptions"][0]["key"]
 
     await _deliver(clinic)
@@ -59,6 +60,7 @@ async def test_an_issued_prescription_reaches_the_patient_by_sms_and_by_email_wi
     page = pypdf.PdfReader(io.BytesIO(pdf_bytes)).pages[0]
     text = page.extract_text()
     assert "Żółć wołowa 200 mg" in text and key in text.replace(" ", "")
+    assert "1 tabletka 2 razy dziennie" in text and "2 op. po 30" in text
     decoded = {r.text for image in page.images for r in zxingcpp.read_barcodes(image.image)}
     assert key in decoded
 
@@ -214,3 +216,18 @@ async def test_no_log_line_carries_a_whole_pesel_or_an_access_code(
     secret = PATIENT if sensitive == "pesel" else package["access_code"]
     lines = [line for line in (logged.out + logged.err).splitlines() if secret in line]
     assert lines == []
+
+
+async def test_a_cer_synchronisation_failure_is_emailed_to_the_facilitys_cer_address(clinic: Clinic) -> None:
+    failure = CerSyncFailed(
+        failure="Pacjent potwierdzony w CeR nie ma wizyty w placówce.", email="cer@clinic.example", slot_id=None
+    )
+    await clinic.app.state.gateway.bus.publish(
+        Envelope(type=failure.event_type, facility_id=FACILITY, payload=failure.model_dump(mode="json"))
+    )
+    await _deliver(clinic)
+
+    mails = (await clinic.client.get("/sandbox/mail/messages", params={"to": "cer@clinic.example"})).json()
+    assert len(mails) == 1
+    body = (await clinic.client.get(f"/sandbox/mail/messages/{mails[0]['id']}")).json()["text"]
+    assert "Pacjent potwierdzony w CeR nie ma wizyty w placówce." in body
