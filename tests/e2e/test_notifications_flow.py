@@ -25,11 +25,17 @@ CONTACT = {"email": "jan.kowalski@example.pl", "phone": "+48600100200", "channel
 
 
 async def _deliver(clinic: Clinic) -> None:
-    """Every outbox published, every event consumed, every due message sent once."""
+    """Every outbox published, every event consumed, every due message sent once. The background
+    pass may hold a message (claimed) while this one looks: wait until nothing is left queued."""
     await clinic.settle()
     await clinic.service("notifications").state.ctx.relay.publish_pending()
     await clinic.app.state.gateway.bus.drain()
-    await clinic.service("notifications").state.ctx.extras["sender"].send_due()
+    sender = clinic.service("notifications").state.ctx.extras["sender"]
+    for _ in range(200):
+        await sender.send_due()
+        if all(m["status"] != "queued" for m in await _messages(clinic)):
+            return
+        await asyncio.sleep(0.025)
 
 
 async def _messages(clinic: Clinic, **query: str) -> list[dict[str, Any]]:
