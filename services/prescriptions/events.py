@@ -71,6 +71,7 @@ class PrescriptionIssued(EventPayload):
     issuer_npwz: str
     issuer_profession: str
     issued_on: dt.date
+    issuer_name: str | None = None
     request_id: uuid.UUID | None
     prescriptions: list[IssuedPrescriptionLine]
     control_visit_on: dt.date | None = None

@@ -487,15 +487,19 @@ async def issue(
     await add_account_drugs(
         uow.session, facility_id, request.patient_pesel, [p.drug for p in package.prescriptions], today, ISSUED_HERE
     )
-    uow.emit(_issued_event(row, body), facility_id=facility_id)
+    uow.emit(_issued_event(row, body, registered.name if registered else None), facility_id=facility_id)
     await uow.commit()
     return issue_out(row)
 
 
-def _issued_event(row: PrescriptionPackage, body: schemas.IssueIn) -> events.PrescriptionIssued:
-    """What the patient's information needs besides what is stored: dosage and the control visit."""
+def _issued_event(
+    row: PrescriptionPackage, body: schemas.IssueIn, issuer_name: str | None
+) -> events.PrescriptionIssued:
+    """What the patient's information needs besides what is stored: dosage, the control visit and
+    the issuer's name (from the practitioner's record)."""
     return events.PrescriptionIssued(
         control_visit_on=body.control_visit_on,
+        issuer_name=issuer_name,
         package_id=row.id,
         package_key=row.package_key,
         access_code=row.access_code,

@@ -67,6 +67,7 @@ async def test_an_issued_prescription_reaches_the_patient_by_sms_and_by_email_wi
     text = page.extract_text()
     assert "Żółć wołowa 200 mg" in text and key in text.replace(" ", "")
     assert "1 tabletka 2 razy dziennie" in text and "2 op. po 30" in text
+    assert f"doctor {DOCTOR}" in text  # the issuer's name on the practitioner's record
     decoded = {r.text for image in page.images for r in zxingcpp.read_barcodes(image.image)}
     assert key in decoded
 
