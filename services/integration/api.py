@@ -10,11 +10,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from services.integration import schemas
-from services.integration.models import P1Outgoing
+from services.integration.models import CerSettings, P1Outgoing
 from services.integration.service import Ikp
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Role, allow
-from shared.problems import PROBLEM_RESPONSES
+from shared.db import utcnow
+from shared.problems import PROBLEM_RESPONSES, NotFound
 
 router = APIRouter(prefix="/api/v1/integration", tags=["integration"], responses=PROBLEM_RESPONSES)
 
@@ -76,3 +77,32 @@ async def p1_outgoing(
         query = query.where(P1Outgoing.status == status)
     async with ctx.sessions() as session:
         return list(await session.scalars(query.order_by(P1Outgoing.id.desc()).limit(limit)))
+
+
+# ----------------------------------------------------------------------------- CeR
+
+
+@router.put("/cer/settings", response_model=schemas.CerSettingsOut, **allow(*ADMIN))
+async def put_cer_settings(
+    body: schemas.CerSettingsIn, ctx: ContextDep, who: CurrentPrincipal
+) -> schemas.CerSettingsOut:
+    """The endpoint, e-mail and shared secret of CeR's notifications (the secret is never returned)."""
+    async with ctx.uow() as uow:
+        row = await uow.session.get(CerSettings, who.require_facility(), with_for_update=True)
+        if row is None:
+            row = CerSettings(facility_id=who.require_facility())
+            uow.session.add(row)
+        row.endpoint, row.email = str(body.endpoint), str(body.email)
+        row.secret = body.secret.get_secret_value()
+        row.updated_at = utcnow()
+        await uow.commit()
+    return schemas.CerSettingsOut(endpoint=row.endpoint, email=row.email, secret_set=True)
+
+
+@router.get("/cer/settings", response_model=schemas.CerSettingsOut, **allow(*ADMIN))
+async def get_cer_settings(ctx: ContextDep, who: CurrentPrincipal) -> schemas.CerSettingsOut:
+    async with ctx.sessions() as session:
+        row = await session.get(CerSettings, who.require_facility())
+    if row is None:
+        raise NotFound("CeR is not configured for this facility")
+    return schemas.CerSettingsOut(endpoint=row.endpoint, email=row.email, secret_set=bool(row.secret))

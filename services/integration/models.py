@@ -64,6 +64,18 @@ class OrderingStatus(Base):
     changed_at: Mapped[dt.datetime]
 
 
+class CerSettings(Base):
+    """Where CeR's notifications go and the secret they are signed with. The secret is kept to verify
+    signatures and is never returned by the API nor logged (a deployment may hold it in a vault)."""
+
+    __tablename__ = "cer_settings"
+    facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(sa.String(500))
+    email: Mapped[str] = mapped_column(sa.String(254))
+    secret: Mapped[str] = mapped_column(sa.String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class P1Outgoing(Base):
     __tablename__ = "p1_outgoing"
     __table_args__ = (

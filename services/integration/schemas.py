@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, SecretStr
 
 from shared.identifiers import Npwz
 
@@ -53,3 +53,15 @@ class OutgoingOut(BaseModel):
     last_error: str | None
     created_at: dt.datetime
     sent_at: dt.datetime | None
+
+
+class CerSettingsIn(_In):
+    endpoint: AnyHttpUrl = Field(description="where CeR sends this facility's notifications (the gateway's webhook)")
+    email: EmailStr = Field(max_length=254, description="where CeR problems are reported")
+    secret: SecretStr = Field(min_length=16, max_length=200, description="the shared HMAC secret; never returned")
+
+
+class CerSettingsOut(BaseModel):
+    endpoint: str
+    email: str
+    secret_set: bool = Field(description="the secret itself is never returned")
