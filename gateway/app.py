@@ -23,7 +23,16 @@ from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from shared.problems import Forbidden, NotFound, ProblemError, install_problem_handlers, problem_response
 from shared.settings import GatewaySettings
 
-FORWARDED_REQUEST_HEADERS = ("authorization", "content-type", "accept", "idempotency-key", "accept-language")
+FORWARDED_REQUEST_HEADERS = (
+    "authorization",
+    "content-type",
+    "accept",
+    "idempotency-key",
+    "accept-language",
+    "x-cer-timestamp",
+    "x-cer-signature",
+)
+WEBHOOK_MAX_BYTES = 64 * 1024  # a CeR notification is a few hundred bytes
 FORWARDED_RESPONSE_HEADERS = ("content-type", "location", "retry-after", "idempotent-replayed", "content-disposition")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -80,6 +89,13 @@ class Gateway:
         if upstream is None:
             raise NotFound(f"no service named {service!r}")
         await self._authorise(upstream, request)
+        return await self._pass(upstream, request)
+
+    async def forward_webhook(self, service: str, request: Request) -> Response:
+        """A partner's signed call, passed on as it came (the raw body is what was signed)."""
+        upstream = self.upstreams.get(service)
+        if upstream is None:
+            raise NotFound(f"no service named {service!r}")
         return await self._pass(upstream, request)
 
     async def forward_to_sandbox(self, request: Request) -> Response:
@@ -186,6 +202,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def proxy(service: str, request: Request) -> Response:
         return await gateway.forward(service, request)
 
+    @app.post("/webhooks/cer/{facility_id}", include_in_schema=False)
+    async def cer_webhook(request: Request) -> Response:
+        """Signed by CeR, not by a token: the integration service checks the signature."""
+        return await gateway.forward_webhook("integration", request)
+
     @app.api_route("/sandbox/{path:path}", methods=METHODS, include_in_schema=False)
     async def sandbox(request: Request) -> Response:
         return await gateway.forward_to_sandbox(request)
@@ -195,7 +216,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app.openapi = merged_openapi  # type: ignore[method-assign]
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, overrides={"/products/import": 10 * 1024 * 1024}
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        overrides={"/products/import": 10 * 1024 * 1024, "/webhooks/": WEBHOOK_MAX_BYTES},
     )
     app.add_middleware(RequestIdMiddleware, service="gateway")
     return app

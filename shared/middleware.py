@@ -72,8 +72,10 @@ class BodyLimitMiddleware:
         self.overrides = overrides or {}
 
     def _limit_for(self, path: str) -> int:
-        for suffix, limit in self.overrides.items():
-            if path.endswith(suffix):
+        """An override applies to paths ending with its key, or starting with it when the key ends
+        with "/" (a family of paths such as /webhooks/cer/{facility_id})."""
+        for key, limit in self.overrides.items():
+            if path.endswith(key) or (key.endswith("/") and path.startswith(key)):
                 return limit
         return self.max_bytes
 

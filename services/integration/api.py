@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from services.integration import schemas
 from services.integration.models import CerSettings, P1Outgoing
-from services.integration.service import Ikp
+from services.integration.service import Ikp, accept_cer_notification
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Role, allow
 from shared.db import utcnow
@@ -106,3 +107,33 @@ async def get_cer_settings(ctx: ContextDep, who: CurrentPrincipal) -> schemas.Ce
     if row is None:
         raise NotFound("CeR is not configured for this facility")
     return schemas.CerSettingsOut(endpoint=row.endpoint, email=row.email, secret_set=bool(row.secret))
+
+
+webhooks = APIRouter(tags=["integration: webhooks"], responses=PROBLEM_RESPONSES)
+
+
+@webhooks.post(
+    "/webhooks/cer/{facility_id}",
+    status_code=204,
+    responses={401: {"description": "bad or missing signature, or a timestamp more than 300 s from now"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.CerNotificationIn.model_json_schema()}},
+        }
+    },
+)
+async def cer_webhook(facility_id: str, request: Request, ctx: ContextDep) -> Response:
+    """A CeR notification, signed with the facility's secret (no token). The same event id twice
+    answers 204 and changes nothing."""
+    raw = await request.body()
+    async with ctx.uow() as uow:
+        await accept_cer_notification(
+            uow,
+            facility_id,
+            raw,
+            request.headers.get("x-cer-timestamp"),
+            request.headers.get("x-cer-signature"),
+            time.time(),
+        )
+    return Response(status_code=204)

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.integration import handlers
-from services.integration.api import router
+from services.integration.api import router, webhooks
 from services.integration.models import IdempotencyKey, Inbox, Outbox
 from services.integration.p1 import P1Client
 from services.integration.service import Forwarder, Ikp, Poller
@@ -43,7 +43,7 @@ DEFINITION = ServiceDefinition(
     outbox_model=Outbox,
     inbox_model=Inbox,
     idempotency_model=IdempotencyKey,
-    routers=[router],
+    routers=[router, webhooks],
     subscribe=handlers.subscribe,
     on_started=_start,
     on_stopping=_stop,

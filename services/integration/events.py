@@ -55,3 +55,14 @@ class CerSyncFailed(EventPayload):
     email: str | None
     slot_id: uuid.UUID | None = None
     start: dt.datetime | None = None
+
+
+class CerNotificationReceived(EventPayload):
+    """A signed CeR notification, accepted once; the scheduling service applies it to the slot."""
+
+    event_type: ClassVar[str] = "integration.cer.notification_received"
+    cer_event_id: str
+    cer_event_type: str  # booking_created_ikp, booking_cancelled_ikp, booking_created_other_entity, ...
+    occurred_at: dt.datetime
+    slot_id: uuid.UUID
+    patient_pesel: str

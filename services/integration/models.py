@@ -76,6 +76,18 @@ class CerSettings(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class CerNotification(Base):
+    """Every CeR notification accepted, once: the same event id again changes nothing."""
+
+    __tablename__ = "cer_notifications"
+    facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    occurred_at: Mapped[dt.datetime]
+    slot_id: Mapped[uuid.UUID]
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class P1Outgoing(Base):
     __tablename__ = "p1_outgoing"
     __table_args__ = (

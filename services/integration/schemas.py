@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, SecretStr
 
-from shared.identifiers import Npwz
+from shared.identifiers import Npwz, Pesel
 
 
 class _In(BaseModel):
@@ -65,3 +66,22 @@ class CerSettingsOut(BaseModel):
     endpoint: str
     email: str
     secret_set: bool = Field(description="the secret itself is never returned")
+
+
+class CerEventType(enum.StrEnum):
+    booking_created_ikp = "booking_created_ikp"
+    booking_cancelled_ikp = "booking_cancelled_ikp"
+    booking_created_other_entity = "booking_created_other_entity"
+    booking_created_waiting_list = "booking_created_waiting_list"
+
+
+class CerNotificationIn(BaseModel):
+    """API.md's CeR notification body (extra fields a newer CeR may add are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str = Field(min_length=1, max_length=100)
+    event_type: CerEventType
+    occurred_at: dt.datetime
+    slot_id: uuid.UUID
+    patient_pesel: Pesel

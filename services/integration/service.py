@@ -19,9 +19,11 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 import structlog
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.integration import events, schemas
+from services.integration import domain, events, schemas
 from services.integration.models import (
     CANCEL_PRESCRIPTION,
     DISABLE_IKP,
@@ -33,6 +35,8 @@ from services.integration.models import (
     REGISTER_PACKAGE,
     REJECTED,
     SENT,
+    CerNotification,
+    CerSettings,
     IkpIntegration,
     OrderingStatus,
     P1Outgoing,
@@ -49,7 +53,7 @@ from services.integration.p1 import (
 from services.scheduling.client import SchedulingClient, SchedulingClientError
 from shared.db import utcnow
 from shared.outbox import UnitOfWork
-from shared.problems import FieldError, ProblemError, Unprocessable
+from shared.problems import FieldError, ProblemError, Unauthorized, Unprocessable
 
 log = structlog.get_logger("integration.ikp")
 T = TypeVar("T")
@@ -416,3 +420,57 @@ async def _integration(session: AsyncSession, facility_id: str) -> IkpIntegratio
         session.add(row)
         await session.flush()
     return row
+
+
+# ----------------------------------------------------------------------------- CeR notifications
+
+
+async def accept_cer_notification(
+    uow: UnitOfWork, facility_id: str, raw: bytes, timestamp: str | None, signature: str | None, now: float
+) -> bool:
+    """Verify, parse and record a CeR notification; False when its event id was seen before.
+
+    The signature is checked before the body is even parsed: an unsigned caller learns nothing
+    about the format. An unknown facility is refused like a bad signature (nothing revealed).
+    """
+    settings = await uow.session.get(CerSettings, facility_id)
+    if settings is None:
+        raise Unauthorized("the signature does not match")
+    try:
+        domain.verify_signature(settings.secret, timestamp, signature, raw, now)
+    except domain.SignatureRejected as exc:
+        raise Unauthorized(str(exc)) from None
+    try:
+        note = schemas.CerNotificationIn.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [
+            FieldError(field="body." + ".".join(str(p) for p in e["loc"]), message=e["msg"]) for e in exc.errors()
+        ]
+        raise Unprocessable("the CeR notification is not valid", errors=errors) from None
+    if await uow.session.get(CerNotification, (facility_id, note.event_id)) is not None:
+        return False
+    uow.session.add(
+        CerNotification(
+            facility_id=facility_id,
+            event_id=note.event_id,
+            event_type=note.event_type.value,
+            occurred_at=note.occurred_at,
+            slot_id=note.slot_id,
+        )
+    )
+    uow.emit(
+        events.CerNotificationReceived(
+            cer_event_id=note.event_id,
+            cer_event_type=note.event_type.value,
+            occurred_at=note.occurred_at,
+            slot_id=note.slot_id,
+            patient_pesel=note.patient_pesel,
+        ),
+        facility_id=facility_id,
+        event_id=events.p1_event_id("cer", f"{facility_id}:{note.event_id}"),
+    )
+    try:
+        await uow.commit()
+    except IntegrityError:  # the same event id committed by a concurrent call
+        return False
+    return True

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import time
+import uuid
+from typing import Any
 
+import pytest
+import sqlalchemy as sa
+
+from services.integration.domain import sign
+from services.integration.models import Outbox
 from tests.e2e import test_prescriptions_flow as flow
-from tests.e2e.test_prescriptions_flow import FACILITY, Clinic
+from tests.e2e.test_prescriptions_flow import FACILITY, PATIENT, Clinic
 
 clinic = flow.clinic  # the e2e flow's facility fixture, used here by name
 
@@ -41,3 +49,80 @@ async def test_bad_cer_settings_name_the_field_and_only_an_admin_sets_them(clini
     missing = await clinic.client.get("/api/v1/integration/cer/settings", headers=other)
     assert missing.status_code == 404
     assert FACILITY not in missing.text
+
+
+# ----------------------------------------------------------------------------- the signed webhook
+
+
+def _signed(body: bytes, *, secret: str = SETTINGS["secret"], at: int | None = None) -> dict[str, str]:
+    when = int(time.time()) if at is None else at
+    return {
+        "X-CeR-Timestamp": str(when),
+        "X-CeR-Signature": sign(secret, when, body),
+        "Content-Type": "application/json",
+    }
+
+
+def _notification(event_id: str = "cer-1", **extra: Any) -> bytes:
+    body = {
+        "event_id": event_id,
+        "event_type": "booking_created_ikp",
+        "occurred_at": "2026-11-24T10:00:00+01:00",
+        "slot_id": str(uuid.uuid4()),
+        "patient_pesel": PATIENT,
+        **extra,
+    }
+    return json.dumps(body).encode()
+
+
+async def _received(clinic: Clinic) -> list[str]:
+    sessions = clinic.service("integration").state.ctx.sessions
+    async with sessions() as session:
+        rows = await session.scalars(
+            sa.select(Outbox.envelope).where(Outbox.event_type == "integration.cer.notification_received")
+        )
+        return [json.loads(r)["payload"]["cer_event_id"] for r in rows]
+
+
+async def test_a_signed_notification_is_accepted_once(clinic: Clinic) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    body = _notification()
+    first = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=body, headers=_signed(body))
+    again = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=body, headers=_signed(body))
+    assert (first.status_code, again.status_code) == (204, 204)
+    assert await _received(clinic) == ["cer-1"]
+
+
+async def test_forged_stale_future_missing_or_foreign_signatures_are_refused_and_apply_nothing(clinic: Clinic) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    body = _notification()
+    now = int(time.time())
+    cases = {
+        "forged": _signed(body, secret="not-the-facility-secret-0123456"),
+        "stale": _signed(body, at=now - 301),
+        "future": _signed(body, at=now + 301),
+        "missing": {"Content-Type": "application/json"},
+        "body changed": _signed(_notification(event_id="cer-2")),
+    }
+    for name, headers in cases.items():
+        answer = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=body, headers=headers)
+        assert answer.status_code == 401, name
+        assert answer.headers["content-type"] == "application/problem+json", name
+    elsewhere = await clinic.client.post("/webhooks/cer/another-clinic", content=body, headers=_signed(body))
+    assert elsewhere.status_code == 401  # a facility without CeR settings: nothing revealed
+    assert await _received(clinic) == []
+
+
+async def test_a_malformed_or_oversized_notification_is_refused(clinic: Clinic) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    broken = b'{"event_id": "cer-9", "event_type":'
+    bad_json = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=broken, headers=_signed(broken))
+    assert bad_json.status_code == 422
+    wrong = _notification(event_type="booking_deleted", patient_pesel="44051401358")
+    invalid = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=wrong, headers=_signed(wrong))
+    assert invalid.status_code == 422
+    assert {e["field"] for e in invalid.json()["errors"]} == {"body.event_type", "body.patient_pesel"}
+    huge = _notification(padding="x" * 70_000)
+    too_big = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=huge, headers=_signed(huge))
+    assert too_big.status_code == 413
+    assert await _received(clinic) == []
