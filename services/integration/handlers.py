@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from services.integration import service
-from services.integration.models import CANCEL_PRESCRIPTION, RECORD_REALISATION, REGISTER_PACKAGE, OrderingStatus
+from services.integration.events import CerSyncFailed
+from services.integration.models import (
+    CANCEL_PRESCRIPTION,
+    RECORD_REALISATION,
+    REGISTER_PACKAGE,
+    CerSettings,
+    OrderingStatus,
+)
 from services.pharmacy.dispensing import RealisationRecorded
 from services.prescriptions.events import PrescriptionCancelled, PrescriptionIssued, SettingsChanged
+from services.scheduling.events import CerConflict
 from shared.app import ServiceContext
 from shared.events import Envelope
 from shared.outbox import already_processed
@@ -40,7 +48,28 @@ def _registration(facility_id: str, issued: PrescriptionIssued) -> dict[str, obj
 
 
 def subscribe(ctx: ServiceContext) -> None:
+    async def report_conflict(envelope: Envelope) -> None:
+        """A CeR booking the schedule could not take: the facility's CeR address is told by e-mail."""
+        conflict = CerConflict.model_validate(envelope.payload)
+        async with ctx.uow() as uow:
+            if await already_processed(uow.session, ctx.inbox_model, SUBSCRIPTION, envelope.id):
+                return
+            settings = await uow.session.get(CerSettings, envelope.facility_id or "")
+            failed = CerSyncFailed(
+                failure=(
+                    "Rezerwacja z CeR nie mogła zostać zapisana w harmonogramie placówki "
+                    f"({conflict.reason}); skontaktuj się z pacjentem i uzgodnij termin."
+                ),
+                email=settings.email if settings else None,
+                slot_id=conflict.slot_id,
+            )
+            uow.emit(failed, facility_id=envelope.facility_id)
+            await uow.commit()
+
     async def handle(envelope: Envelope) -> None:
+        if envelope.type == CerConflict.event_type:
+            await report_conflict(envelope)
+            return
         facility = envelope.facility_id or ""
         queued = False
         async with ctx.sessions() as session, session.begin():
@@ -90,6 +119,7 @@ def subscribe(ctx: ServiceContext) -> None:
             PrescriptionCancelled.event_type,
             SettingsChanged.event_type,
             RealisationRecorded.event_type,
+            CerConflict.event_type,
         ],
         handle,
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.scheduling import cer
 from services.scheduling.api import router
 from services.scheduling.models import IdempotencyKey, Inbox, Outbox
 from shared.app import ServiceDefinition, build_service_app
@@ -21,11 +22,13 @@ DEFINITION = ServiceDefinition(
     inbox_model=Inbox,
     idempotency_model=IdempotencyKey,
     routers=[router],
+    subscribe=cer.subscribe,
 )
 
 
 def create_app(
     settings: Settings | None = None, *, bus: EventBus | None = None, peers: PeerApps | None = None
 ) -> FastAPI:
-    """``peers`` is accepted for the launchers' uniform call: this service calls no other."""
+    """``peers`` is accepted for the launchers' uniform call: this service calls no other (it hears
+    of CeR's notifications as events)."""
     return build_service_app(DEFINITION, settings or Settings(service_name="scheduling"), bus=bus)

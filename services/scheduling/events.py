@@ -62,3 +62,14 @@ class SchedulePublished(EventPayload):
     slot_ids: list[uuid.UUID]
     cer_published: bool
     cer_specialty: str | None
+
+
+class CerConflict(EventPayload):
+    """A CeR booking that cannot be applied (the slot was taken at the desk first, or is unknown):
+    never two patients on one slot, so the facility is told and must settle it with the patient."""
+
+    event_type: ClassVar[str] = "scheduling.cer.conflict"
+    slot_id: uuid.UUID
+    patient_pesel: str
+    cer_event_id: str
+    reason: str

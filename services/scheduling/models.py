@@ -128,6 +128,19 @@ class Absence(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class CerSlotState(Base):
+    """The newest CeR notification applied per slot and patient: an older one arriving late (a
+    booking after its own cancellation) is recognised as stale and changes nothing."""
+
+    __tablename__ = "cer_slot_states"
+    facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    slot_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    patient_pesel: Mapped[str] = mapped_column(sa.String(11), primary_key=True)
+    last_event_type: Mapped[str] = mapped_column(sa.String(40))
+    last_occurred_at: Mapped[dt.datetime]
+    conflict: Mapped[str | None] = mapped_column(sa.String(300))  # why CeR's booking could not be applied
+
+
 class Outbox(Base, OutboxMixin):
     pass
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from services.integration.domain import sign
 from services.integration.models import Outbox
 from tests.e2e import test_prescriptions_flow as flow
-from tests.e2e.test_prescriptions_flow import FACILITY, PATIENT, Clinic
+from tests.e2e.test_prescriptions_flow import FACILITY, PATIENT, PATIENT_2, Clinic
 
 clinic = flow.clinic  # the e2e flow's facility fixture, used here by name
 
@@ -126,3 +127,81 @@ async def test_a_malformed_or_oversized_notification_is_refused(clinic: Clinic) 
     too_big = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=huge, headers=_signed(huge))
     assert too_big.status_code == 413
     assert await _received(clinic) == []
+
+
+# ----------------------------------------------------------------------------- applied to the local schedule
+
+
+async def _slot(clinic: Clinic) -> str:
+    await clinic.schedule(flow.DOCTOR, "A", "visit", 1, "08:00", "08:15")
+    slots = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()
+    slot_id: str = slots[0]["id"]
+    return slot_id
+
+
+async def _notify(clinic: Clinic, slot_id: str, event_id: str, event_type: str, at: str) -> None:
+    body = _notification(event_id=event_id, event_type=event_type, slot_id=slot_id, occurred_at=at)
+    answer = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=body, headers=_signed(body))
+    assert answer.status_code == 204, answer.text
+    await clinic.settle()
+    await clinic.service("scheduling").state.ctx.relay.publish_pending()
+    await clinic.app.state.gateway.bus.drain()
+
+
+async def _status(clinic: Clinic, slot_id: str) -> str:
+    slots = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()
+    status: str = next(s["status"] for s in slots if s["id"] == slot_id)
+    return status
+
+
+async def test_cer_bookings_and_cancellations_reach_the_slot_once_and_in_the_right_order(clinic: Clinic) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    slot = await _slot(clinic)
+
+    await _notify(clinic, slot, "c1", "booking_created_ikp", "2026-11-24T10:00:00+01:00")
+    await _notify(clinic, slot, "c1", "booking_created_ikp", "2026-11-24T10:00:00+01:00")  # twice
+    assert await _status(clinic, slot) == "booked"
+    await _notify(clinic, slot, "c2", "booking_cancelled_ikp", "2026-11-24T11:00:00+01:00")
+    assert await _status(clinic, slot) == "free"
+
+    other = await _slot_b(clinic)
+    # Out of order: the cancellation (11:00) arrives before its booking (10:00).
+    await _notify(clinic, other, "c4", "booking_cancelled_ikp", "2026-11-24T11:00:00+01:00")
+    await _notify(clinic, other, "c3", "booking_created_ikp", "2026-11-24T10:00:00+01:00")
+    assert await _status(clinic, other) == "free"
+
+
+async def _slot_b(clinic: Clinic) -> str:
+    await clinic.schedule(flow.DUTY, "A", "visit", 2, "08:00", "08:15")
+    slots = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()
+    slot_id: str = next(s["id"] for s in slots if s["practitioner_id"] == clinic.ids[flow.DUTY])
+    return slot_id
+
+
+async def test_a_cer_booking_of_a_slot_the_desk_took_first_is_a_conflict_reported_to_the_facility(
+    clinic: Clinic,
+) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    slot = await _slot(clinic)
+    desk = await clinic.client.post(
+        "/api/v1/scheduling/bookings", json={"slot_id": slot, "patient_pesel": PATIENT_2}, headers=clinic.desk
+    )
+    assert desk.status_code == 201
+
+    await _notify(clinic, slot, "c9", "booking_created_other_entity", "2026-11-24T10:00:00+01:00")
+    await clinic.settle()
+    notifications = clinic.service("notifications").state.ctx
+    await clinic.app.state.gateway.bus.drain()
+    await notifications.extras["sender"].send_due()
+
+    booked = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()
+    assert [s["status"] for s in booked if s["id"] == slot] == ["booked"]  # still the desk's patient only
+    for _ in range(100):
+        mails = (await clinic.client.get("/sandbox/mail/messages", params={"to": SETTINGS["email"]})).json()
+        if mails:
+            break
+        await notifications.extras["sender"].send_due()
+        await asyncio.sleep(0.02)
+    assert len(mails) == 1
+    body = (await clinic.client.get(f"/sandbox/mail/messages/{mails[0]['id']}")).json()["text"]
+    assert "Rezerwacja z CeR nie mogła zostać zapisana" in body

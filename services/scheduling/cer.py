@@ -1,0 +1,122 @@
+"""CeR notifications applied to the local schedule (DOMAIN.md 6): a booking made through IKP /
+mojeIKP, by another entity or from the waiting list takes the slot for the patient; an IKP
+cancellation frees it. Notifications may come twice (the inbox drops the second) or out of order
+(the newest applied per slot and patient wins, an older one is stale). A slot a desk booking took
+first is never given to a second patient: the conflict is recorded and reported.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.integration.events import CerNotificationReceived
+from services.scheduling import events, schemas, service
+from services.scheduling.models import BOOKED, Booking, CerSlotState
+from shared.app import ServiceContext
+from shared.events import Envelope
+from shared.outbox import UnitOfWork, already_processed
+from shared.problems import ProblemError
+
+SOURCES = {
+    "booking_created_ikp": schemas.BookingSource.cer_ikp,
+    "booking_created_other_entity": schemas.BookingSource.cer_other_entity,
+    "booking_created_waiting_list": schemas.BookingSource.cer_waiting_list,
+}
+CANCELLED_IKP = "booking_cancelled_ikp"
+SUBSCRIPTION = "scheduling-cer"
+
+
+async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envelope: Envelope) -> str:
+    """What happened: applied, duplicate, stale or conflict."""
+    facility = envelope.facility_id or ""
+    note = CerNotificationReceived.model_validate(envelope.payload)
+    async with new_uow() as uow:
+        if await already_processed(uow.session, inbox_model, SUBSCRIPTION, envelope.id):
+            return "duplicate"
+        key = (facility, note.slot_id, note.patient_pesel)
+        state = await uow.session.get(CerSlotState, key, with_for_update=True)
+        if state is not None and state.last_occurred_at >= note.occurred_at:
+            await uow.commit()
+            return "stale"
+        _remember(uow, state, key, note)
+        if note.cer_event_type == CANCELLED_IKP:
+            booking = await _active_booking(uow, facility, note.slot_id, note.patient_pesel)
+            if booking is None:
+                await uow.commit()  # nothing booked yet: a late booking will be stale
+            else:
+                await service.cancel(uow, facility, booking)
+                await uow.commit()
+            return "applied"
+        if await _active_booking(uow, facility, note.slot_id, note.patient_pesel) is not None:
+            await uow.commit()  # already this patient's (a desk copy of the same visit)
+            return "applied"
+        body = schemas.BookingIn(
+            slot_id=note.slot_id, patient_pesel=note.patient_pesel, source=SOURCES[note.cer_event_type]
+        )
+        try:
+            await service.book(uow, facility, body)
+            return "applied"
+        except ProblemError as exc:
+            reason = exc.detail
+    await _conflict(new_uow, inbox_model, envelope, note, facility, reason)
+    return "conflict"
+
+
+def _remember(
+    uow: UnitOfWork, state: CerSlotState | None, key: tuple[str, uuid.UUID, str], note: CerNotificationReceived
+) -> None:
+    if state is None:
+        state = CerSlotState(facility_id=key[0], slot_id=key[1], patient_pesel=key[2])
+        uow.session.add(state)
+    state.last_event_type = note.cer_event_type
+    state.last_occurred_at = note.occurred_at
+
+
+async def _active_booking(uow: UnitOfWork, facility: str, slot_id: uuid.UUID, pesel: str) -> uuid.UUID | None:
+    found: uuid.UUID | None = await uow.session.scalar(
+        sa.select(Booking.id).where(
+            Booking.facility_id == facility,
+            Booking.slot_id == slot_id,
+            Booking.patient_pesel == pesel,
+            Booking.status == BOOKED,
+        )
+    )
+    return found
+
+
+async def _conflict(
+    new_uow: Callable[[], UnitOfWork],
+    inbox_model: type[Any],
+    envelope: Envelope,
+    note: CerNotificationReceived,
+    facility: str,
+    reason: str,
+) -> None:
+    """The booking failed and rolled back: record the event, the state and the conflict anew."""
+    async with new_uow() as uow:
+        if await already_processed(uow.session, inbox_model, SUBSCRIPTION, envelope.id):
+            return
+        key = (facility, note.slot_id, note.patient_pesel)
+        state = await uow.session.get(CerSlotState, key, with_for_update=True)
+        _remember(uow, state, key, note)
+        state = await uow.session.get(CerSlotState, key)
+        if state is not None:
+            state.conflict = reason[:300]
+        uow.emit(
+            events.CerConflict(
+                slot_id=note.slot_id, patient_pesel=note.patient_pesel, cer_event_id=note.cer_event_id, reason=reason
+            ),
+            facility_id=facility,
+        )
+        await uow.commit()
+
+
+def subscribe(ctx: ServiceContext) -> None:
+    async def handle(envelope: Envelope) -> None:
+        await apply(ctx.uow, ctx.inbox_model, envelope)
+
+    ctx.bus.subscribe(SUBSCRIPTION, [CerNotificationReceived.event_type], handle)
