@@ -74,6 +74,13 @@ class ExactDecimal(sa.types.TypeDecorator[Decimal]):
 TYPE_ANNOTATION_MAP: dict[Any, Any] = {dt.datetime: UTCDateTime(), uuid.UUID: sa.Uuid(), Decimal: ExactDecimal()}
 
 
+async def updated_rows(session: AsyncSession, statement: sa.Update) -> int:
+    """How many rows a conditional UPDATE changed: how a race is decided without reading first
+    (the winner changes the row, the loser changes nothing)."""
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -8,8 +8,9 @@ from typing import ClassVar
 
 from shared.events import EventPayload
 
-# Event ids of P1 facts are uuid5 of P1's own id: the same item polled twice is the same event.
-P1_NAMESPACE = uuid.UUID("5a0c7a58-9a2f-4a43-8d0e-2f1f6a3c1b11")
+# Event ids of a national system's facts are uuid5 of that system's own id: the same P1 item polled
+# twice, or the same CeR notification delivered twice, is the same event.
+EXTERNAL_NAMESPACE = uuid.UUID("5a0c7a58-9a2f-4a43-8d0e-2f1f6a3c1b11")
 
 
 class IkpItemReceived(EventPayload):
@@ -42,8 +43,8 @@ class P1DeliveryFailed(EventPayload):
     reason: str
 
 
-def p1_event_id(kind: str, reference: str) -> uuid.UUID:
-    return uuid.uuid5(P1_NAMESPACE, f"{kind}:{reference}")
+def external_event_id(kind: str, reference: str) -> uuid.UUID:
+    return uuid.uuid5(EXTERNAL_NAMESPACE, f"{kind}:{reference}")
 
 
 class CerSyncFailed(EventPayload):

@@ -308,7 +308,7 @@ class Poller:
                         location_id=row.location_id,
                     ),
                     facility_id=facility_id,
-                    event_id=events.p1_event_id("ikp-item", item.id),
+                    event_id=events.external_event_id("ikp-item", item.id),
                 )
             row.last_sequence = max(after, batch.last_sequence)
             row.last_polled_at = utcnow()
@@ -467,7 +467,7 @@ async def accept_cer_notification(
             patient_pesel=note.patient_pesel,
         ),
         facility_id=facility_id,
-        event_id=events.p1_event_id("cer", f"{facility_id}:{note.event_id}"),
+        event_id=events.external_event_id("cer", f"{facility_id}:{note.event_id}"),
     )
     try:
         await uow.commit()

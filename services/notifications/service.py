@@ -23,7 +23,7 @@ from services.notifications import domain, schemas
 from services.notifications.mailer import Attachment, Mailer, MailError
 from services.notifications.models import DEAD, FAILED, NO_CHANNEL, QUEUED, SENT, Message, PatientContact
 from services.notifications.sms import SmsClient, SmsError, SmsUnavailable
-from shared.db import utcnow
+from shared.db import updated_rows, utcnow
 from shared.events import Envelope
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, NotFound
@@ -153,19 +153,18 @@ class Sender:
         one sends it. The lease ends the claim if this process dies mid-send; the SMS provider's
         idempotency key (the message id) then keeps the retry from reaching the phone twice."""
         async with self.new_uow() as uow:
-            claimed = await uow.session.execute(
+            claimed = await updated_rows(
+                uow.session,
                 sa.update(Message)
                 .where(
                     Message.id == message.id,
                     Message.status.in_((QUEUED, FAILED)),
                     Message.next_attempt_at == message.next_attempt_at,
                 )
-                .values(next_attempt_at=now + dt.timedelta(seconds=CLAIM_LEASE_SECONDS))
-                .execution_options(synchronize_session=False)
+                .values(next_attempt_at=now + dt.timedelta(seconds=CLAIM_LEASE_SECONDS)),
             )
             await uow.commit()
-        count: int = claimed.rowcount  # type: ignore[attr-defined]
-        return count == 1
+        return claimed == 1
 
     async def _deliver(self, message: Message) -> int:
         if not await self._claim(message, utcnow()):

@@ -73,31 +73,26 @@ class Router:
         if not request.service_active:
             notice = domain.ProblemNotice(domain.Problem.NO_ACTIVE_SERVICE, request.npwz)
             return Routed(domain.RoutingOutcome(None, (notice,)), None, None, None)
-        # (kind, practitioner, only at this location, anywhere but this location)
-        tiers: list[tuple[domain.RouteKind, uuid.UUID, uuid.UUID | None, uuid.UUID | None]] = []
-        if doctor is not None and target is not None and target.ordering_enabled:
-            tiers.append((domain.RouteKind.OWN, doctor.id, None, None))
         duty = location.duty_practitioner_id
-        if duty is not None:
-            tiers.append((domain.RouteKind.DUTY, duty, location.id, None))
-            tiers.append((domain.RouteKind.DUTY, duty, None, location.id))
-        for number, (kind, practitioner_id, at, not_at) in enumerate(tiers):
+        tiers = domain.routing_tiers(target, str(location.id), str(duty) if duty else None)
+        for number, tier in enumerate(tiers):
+            practitioner_id = uuid.UUID(tier.practitioner_id)
             booking = await self.scheduling.book_earliest(
                 facility,
                 practitioner_id,
                 request.patient_pesel,
                 start_after=now,
                 idempotency_key=f"prescription-request:{request.request_id}:{number}",
-                location_id=at,
-                exclude_location_id=not_at,
+                location_id=uuid.UUID(tier.only_at) if tier.only_at else None,
+                exclude_location_id=uuid.UUID(tier.not_at) if tier.not_at else None,
             )
             if booking is None:
                 continue
             slot = domain.FreeSlot(
                 str(booking.slot_id), str(practitioner_id), str(booking.location_id), booking.start or now
             )
-            choice = domain.RouteChoice(kind, slot, booking.location_id == location.id)
-            problems = domain.routing_problems(npwz=request.npwz, target=target, booked=kind)
+            choice = domain.RouteChoice(tier.kind, slot, booking.location_id == location.id)
+            problems = domain.routing_problems(npwz=request.npwz, target=target, booked=tier.kind)
             assigned = by_id.get(practitioner_id)
             return Routed(
                 domain.RoutingOutcome(choice, problems), booking, assigned.npwz if assigned else None, booking.start

@@ -35,7 +35,7 @@ from services.prescriptions.models import (
 from services.prescriptions.routing import Routed, Router, RouteRequest, UnknownLocation
 from services.scheduling.client import SchedulingClientError, SchedulingUnavailable
 from services.scheduling.schemas import PractitionerOut
-from shared.db import utcnow
+from shared.db import updated_rows, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
 
@@ -368,13 +368,12 @@ class Requests:
 
 async def _claim_items(session: AsyncSession, item_ids: Sequence[str], request_id: uuid.UUID) -> bool:
     await session.flush()
-    result = await session.execute(
+    claimed = await updated_rows(
+        session,
         sa.update(IkpItem)
         .where(IkpItem.id.in_(list(item_ids)), IkpItem.request_id.is_(None))
-        .values(request_id=request_id)
-        .execution_options(synchronize_session=False)
+        .values(request_id=request_id),
     )
-    claimed: int = result.rowcount  # type: ignore[attr-defined]
     return claimed == len(item_ids)
 
 

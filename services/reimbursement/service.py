@@ -31,7 +31,7 @@ from services.reimbursement import domain, events, schemas
 from services.reimbursement.domain import Month, RealisationConflict, ReimbursementError
 from services.reimbursement.models import NEGATIVE, POSITIVE, MonthlyLimitAmounts, Order, OrderMonth, Realisation
 from services.reimbursement.registration import pln
-from shared.db import utcnow
+from shared.db import updated_rows, utcnow
 from shared.identifiers import pesel_birth_date
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
@@ -423,7 +423,8 @@ async def take_order(session: AsyncSession, number: str, pharmacy_id: str, *, la
     The same statement records the latest month supplied, which ending the order is checked against.
     """
     last = str(last_month)
-    result = await session.execute(
+    changed = await updated_rows(
+        session,
         sa.update(Order)
         .where(
             Order.number == number,
@@ -442,10 +443,9 @@ async def take_order(session: AsyncSession, number: str, pharmacy_id: str, *, la
                 (sa.or_(Order.realized_through.is_(None), Order.realized_through < last), sa.literal(last)),
                 else_=Order.realized_through,
             ),
-        )
-        .execution_options(synchronize_session=False)
+        ),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if changed != 1:
         raise await _why_not_taken(session, number, pharmacy_id, last)
 
 
@@ -482,17 +482,17 @@ async def end_order(
     except ReimbursementError as exc:
         raise problem_for(exc) from exc
     last = str(end)
-    result = await session.execute(
+    changed = await updated_rows(
+        session,
         sa.update(Order)
         .where(
             Order.number == number,
             sa.or_(Order.realized_through.is_(None), Order.realized_through <= last),
             sa.or_(Order.end_month.is_(None), Order.end_month >= last),
         )
-        .values(end_month=last, locked_by=None, locked_at=None, ended_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(end_month=last, locked_by=None, locked_at=None, ended_at=utcnow()),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if changed != 1:
         raise Unprocessable.field(
             "body.end_month", "the order changed meanwhile (a month after it was supplied, or it was shortened further)"
         )

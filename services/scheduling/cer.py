@@ -68,12 +68,13 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
 
 def _remember(
     uow: UnitOfWork, state: CerSlotState | None, key: tuple[str, uuid.UUID, str], note: CerNotificationReceived
-) -> None:
+) -> CerSlotState:
     if state is None:
         state = CerSlotState(facility_id=key[0], slot_id=key[1], patient_pesel=key[2])
         uow.session.add(state)
     state.last_event_type = note.cer_event_type
     state.last_occurred_at = note.occurred_at
+    return state
 
 
 async def _active_booking(uow: UnitOfWork, facility: str, slot_id: uuid.UUID, pesel: str) -> uuid.UUID | None:
@@ -101,11 +102,8 @@ async def _conflict(
         if await already_processed(uow.session, inbox_model, SUBSCRIPTION, envelope.id):
             return
         key = (facility, note.slot_id, note.patient_pesel)
-        state = await uow.session.get(CerSlotState, key, with_for_update=True)
-        _remember(uow, state, key, note)
-        state = await uow.session.get(CerSlotState, key)
-        if state is not None:
-            state.conflict = reason[:300]
+        state = _remember(uow, await uow.session.get(CerSlotState, key, with_for_update=True), key, note)
+        state.conflict = reason[:300]
         uow.emit(
             events.CerConflict(
                 slot_id=note.slot_id, patient_pesel=note.patient_pesel, cer_event_id=note.cer_event_id, reason=reason

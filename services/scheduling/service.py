@@ -25,7 +25,7 @@ from services.scheduling.models import (
     Slot,
     WorkType,
 )
-from shared.db import utcnow
+from shared.db import updated_rows, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, Unprocessable
 
@@ -392,13 +392,13 @@ async def cancel(
     if booking.status == CANCELLED:
         return booking_view(booking, slot)  # cancelling twice is harmless and tells the same story
     # Conditional update: of two concurrent cancellations only one emits the event.
-    result = await session.execute(
+    cancelled = await updated_rows(
+        session,
         sa.update(Booking)
         .where(Booking.id == booking_id, Booking.status != CANCELLED)
-        .values(status=CANCELLED, cancelled_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(status=CANCELLED, cancelled_at=utcnow()),
     )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    if cancelled == 1:
         uow.emit(
             events.BookingCancelled(
                 booking_id=booking.id,

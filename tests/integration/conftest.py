@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,20 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self._log.close()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[ServiceProcess]:
+    """The simulated national systems as their own process, reached over real HTTP."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update({"SERVICE_NAME": "sandbox", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
+    env["SANDBOX_SMTP_PORT"] = "0"  # its mail catcher on a free port: nothing here sends mail to it
+    process = ServiceProcess("services.sandbox.app:create_app", free_port(), env, tmp_path / "sandbox.log")
+    try:
+        process.wait_healthy()
+        yield process
+    finally:
+        process.stop()
 
 
 def service_env(settings: Settings, database_url: str, amqp_url: str) -> dict[str, str]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +26,12 @@ from services.integration.service import queue
 from services.integration.settings import IntegrationSettings
 from shared.outbox import UnitOfWork
 from tests.conftest import make_settings
-from tests.integration.conftest import ROOT, ServiceProcess, free_port, fresh_database, serving, unique
+from tests.integration.conftest import ServiceProcess, fresh_database, serving, unique
 
 pytestmark = pytest.mark.infra
 
 FACILITY = "clinic-ikp-http"
 PESEL = "44051401359"
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[ServiceProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update({"SERVICE_NAME": "sandbox", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
-    process = ServiceProcess("services.sandbox.app:create_app", free_port(), env, tmp_path / "sandbox.log")
-    try:
-        process.wait_healthy()
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

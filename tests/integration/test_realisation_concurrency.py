@@ -25,18 +25,6 @@ KEY = f"{uuid.uuid4().int % 10**44:044d}"
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[ServiceProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update({"SERVICE_NAME": "sandbox", "ENVIRONMENT": "test", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
-    process = ServiceProcess("services.sandbox.app:create_app", free_port(), env, tmp_path / "sandbox.log")
-    try:
-        process.wait_healthy()
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture
 def pharmacies(
     tmp_path: Path, pg_database: Callable[[str], str], sandbox: ServiceProcess
 ) -> Iterator[tuple[Settings, str, list[ServiceProcess]]]:

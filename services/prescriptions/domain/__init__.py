@@ -41,10 +41,12 @@ from .routing import (
     RouteChoice,
     RouteKind,
     RoutingOutcome,
+    RoutingTier,
     TargetDoctor,
     route_candidates,
     route_request,
     routing_problems,
+    routing_tiers,
 )
 from .scope import (
     DrugScope,
@@ -86,6 +88,7 @@ __all__ = [
     "RouteChoice",
     "RouteKind",
     "RoutingOutcome",
+    "RoutingTier",
     "ScopeCheck",
     "ServiceActivation",
     "ServiceMode",
@@ -109,5 +112,6 @@ __all__ = [
     "route_candidates",
     "route_request",
     "routing_problems",
+    "routing_tiers",
     "validity_window",
 ]

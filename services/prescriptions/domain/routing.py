@@ -130,6 +130,33 @@ def _earliest(slots: Iterable[FreeSlot], taken: Collection[str]) -> list[FreeSlo
     return sorted((s for s in slots if s.slot_id not in taken), key=lambda s: (s.starts_at, s.slot_id))
 
 
+@dataclass(frozen=True)
+class RoutingTier:
+    """One step of the routing order: whose prescription slots, and where (None: anywhere)."""
+
+    kind: RouteKind
+    practitioner_id: str
+    only_at: str | None = None
+    not_at: str | None = None
+
+    def admits(self, slot: FreeSlot) -> bool:
+        return (self.only_at is None or slot.location_id == self.only_at) and (
+            self.not_at is None or slot.location_id != self.not_at
+        )
+
+
+def routing_tiers(target: TargetDoctor | None, location_id: str, duty_doctor_id: str | None) -> tuple[RoutingTier, ...]:
+    """The order, in one place: the doctor (if ordering is on for them), then the duty doctor at the
+    request's location, then the duty doctor elsewhere."""
+    tiers: list[RoutingTier] = []
+    if target is not None and target.ordering_enabled:
+        tiers.append(RoutingTier(RouteKind.OWN, target.practitioner_id))
+    if duty_doctor_id is not None:
+        tiers.append(RoutingTier(RouteKind.DUTY, duty_doctor_id, only_at=location_id))
+        tiers.append(RoutingTier(RouteKind.DUTY, duty_doctor_id, not_at=location_id))
+    return tuple(tiers)
+
+
 def route_candidates(
     target: TargetDoctor | None,
     target_slots: Sequence[FreeSlot],
@@ -138,13 +165,14 @@ def route_candidates(
     taken: Collection[str] = frozenset(),
 ) -> tuple[RouteChoice, ...]:
     """Every slot the request may take, best first: own, duty here, duty elsewhere."""
-    own: list[RouteChoice] = []
-    if target is not None and target.ordering_enabled:
-        own = [RouteChoice(RouteKind.OWN, s, s.location_id == location_id) for s in _earliest(target_slots, taken)]
-    duty = _earliest(duty_slots, taken)
-    here = [RouteChoice(RouteKind.DUTY, s, True) for s in duty if s.location_id == location_id]
-    elsewhere = [RouteChoice(RouteKind.DUTY, s, False) for s in duty if s.location_id != location_id]
-    return (*own, *here, *elsewhere)
+    duty_doctor_id = duty_slots[0].practitioner_id if duty_slots else None
+    choices: list[RouteChoice] = []
+    for tier in routing_tiers(target, location_id, duty_doctor_id):
+        slots = target_slots if tier.kind is RouteKind.OWN else duty_slots
+        choices += [
+            RouteChoice(tier.kind, s, s.location_id == location_id) for s in _earliest(slots, taken) if tier.admits(s)
+        ]
+    return tuple(choices)
 
 
 def routing_problems(*, npwz: str, target: TargetDoctor | None, booked: RouteKind | None) -> tuple[ProblemNotice, ...]:
