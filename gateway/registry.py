@@ -40,7 +40,7 @@ DISTRIBUTED_PORTS: dict[str, int] = {
 # service reaches the national system's sandbox inside its own process instead.
 PRODUCTION_ONLY_ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "reimbursement": ("EZWM_URL",),
-    "integration": ("P1_URL",),
+    "integration": ("P1_URL", "CER_URL"),
     "pharmacy": ("P1_URL",),
     "notifications": ("SMTP_HOST", "SMS_URL"),
 }

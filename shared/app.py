@@ -69,6 +69,8 @@ class ServiceDefinition:
     # Runs first on shutdown, while the database and the bus are still open.
     on_stopping: Callable[[ServiceContext], Awaitable[None]] | None = None
     body_limit_overrides: dict[str, int] = field(default_factory=dict)
+    # More for ``/readyz``'s checks (queues waiting for a national system): shown, never deciding readiness.
+    readiness_details: Callable[[ServiceContext], Awaitable[dict[str, Any]]] | None = None
 
 
 def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
@@ -103,6 +105,8 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
         relay,
         owns_bus,
     )
+    if definition.readiness_details is not None:
+        ctx.extras["readiness_details"] = definition.readiness_details
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -191,5 +195,11 @@ async def readiness(ctx: ServiceContext) -> tuple[dict[str, Any], int]:
         checks["outbox_backlog"] = await ctx.relay.backlog()
     except Exception:
         checks["outbox_backlog"] = None
+    details = ctx.extras.get("readiness_details")
+    if details is not None:
+        try:
+            checks.update(await details(ctx))
+        except Exception as exc:
+            checks["details"] = f"unavailable: {type(exc).__name__}"
     ready = checks["database"] == "ok" and checks["broker"] == "ok"
     return {"status": "ready" if ready else "not ready", "service": ctx.name, "checks": checks}, (200 if ready else 503)

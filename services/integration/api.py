@@ -10,12 +10,14 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 
-from services.integration import schemas
-from services.integration.models import CerSettings, P1Outgoing
-from services.integration.service import Ikp, accept_cer_notification
+from services.integration import cer_service, schemas
+from services.integration.cer_service import Reconciler
+from services.integration.models import CerOutgoing, CerSettings, OutgoingMixin, P1Outgoing
+from services.integration.service import Ikp
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Role, allow
 from shared.db import utcnow
+from shared.periodic import Periodic
 from shared.problems import PROBLEM_RESPONSES, NotFound
 
 router = APIRouter(prefix="/api/v1/integration", tags=["integration"], responses=PROBLEM_RESPONSES)
@@ -65,19 +67,34 @@ async def designate_poller(body: schemas.PollerIn, ctx: ContextDep, who: Current
         return await _ikp(ctx).designate_poller(uow, who.require_facility(), body.practitioner_npwz)
 
 
+StatusFilter = Annotated[str | None, Query(pattern="^(pending|sent|rejected)$")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+async def _queued(
+    ctx: ContextDep, model: type[OutgoingMixin], facility_id: str, status: str | None, limit: int
+) -> list[OutgoingMixin]:
+    query = sa.select(model).where(model.facility_id == facility_id)
+    if status:
+        query = query.where(model.status == status)
+    async with ctx.sessions() as session:
+        return list(await session.scalars(query.order_by(model.id.desc()).limit(limit)))
+
+
 @router.get("/p1/outgoing", response_model=list[schemas.OutgoingOut], **allow(*ADMIN))
 async def p1_outgoing(
-    ctx: ContextDep,
-    who: CurrentPrincipal,
-    status: Annotated[str | None, Query(pattern="^(pending|sent|rejected)$")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[P1Outgoing]:
+    ctx: ContextDep, who: CurrentPrincipal, status: StatusFilter = None, limit: Limit = 100
+) -> list[OutgoingMixin]:
     """What this facility's changes to P1 are doing: pending while P1 is down, rejected needs a person."""
-    query = sa.select(P1Outgoing).where(P1Outgoing.facility_id == who.require_facility())
-    if status:
-        query = query.where(P1Outgoing.status == status)
-    async with ctx.sessions() as session:
-        return list(await session.scalars(query.order_by(P1Outgoing.id.desc()).limit(limit)))
+    return await _queued(ctx, P1Outgoing, who.require_facility(), status, limit)
+
+
+@router.get("/cer/outgoing", response_model=list[schemas.OutgoingOut], **allow(*ADMIN))
+async def cer_outgoing(
+    ctx: ContextDep, who: CurrentPrincipal, status: StatusFilter = None, limit: Limit = 100
+) -> list[OutgoingMixin]:
+    """This facility's changes for CeR, newest first: pending while CeR is unreachable, sent in order."""
+    return await _queued(ctx, CerOutgoing, who.require_facility(), status, limit)
 
 
 # ----------------------------------------------------------------------------- CeR
@@ -96,7 +113,11 @@ async def put_cer_settings(
         row.endpoint, row.email = str(body.endpoint), str(body.email)
         row.secret = body.secret.get_secret_value()
         row.updated_at = utcnow()
+        await uow.session.flush()
+        cer_service.queue_endpoint(uow.session, row)
         await uow.commit()
+    forwarding: Periodic = ctx.extras["cer_forwarding"]
+    forwarding.wake.set()
     return schemas.CerSettingsOut(endpoint=row.endpoint, email=row.email, secret_set=True)
 
 
@@ -107,6 +128,31 @@ async def get_cer_settings(ctx: ContextDep, who: CurrentPrincipal) -> schemas.Ce
     if row is None:
         raise NotFound("CeR is not configured for this facility")
     return schemas.CerSettingsOut(endpoint=row.endpoint, email=row.email, secret_set=bool(row.secret))
+
+
+@router.post(
+    "/cer/reconcile",
+    response_model=schemas.ReconcileOut,
+    responses={503: {"description": "CeR or scheduling unreachable: nothing compared"}},
+    **allow(*ADMIN),
+)
+async def reconcile_cer(ctx: ContextDep, who: CurrentPrincipal) -> schemas.ReconcileOut:
+    """Compare CeR's bookings (from today on) with the local ones: book here what CeR confirmed and
+    the facility lacks, report what CeR lacks; new differences are e-mailed to the CeR address."""
+    facility = who.require_facility()
+    async with ctx.sessions() as session:
+        if await session.get(CerSettings, facility) is None:
+            raise NotFound("CeR is not configured for this facility")
+    reconciler: Reconciler = ctx.extras["reconciler"]
+    return await reconciler.reconcile(facility)
+
+
+@router.get("/cer/compliance", response_model=schemas.ComplianceOut, **allow(*ADMIN, Role.registrar))
+async def cer_compliance(ctx: ContextDep, who: CurrentPrincipal) -> schemas.ComplianceOut:
+    """Per CeR-covered specialty: schedules published or not, and the payment dates at risk from today."""
+    today = dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    async with ctx.sessions() as session:
+        return await cer_service.compliance(session, who.require_facility(), today)
 
 
 webhooks = APIRouter(tags=["integration: webhooks"], responses=PROBLEM_RESPONSES)
@@ -128,7 +174,7 @@ async def cer_webhook(facility_id: str, request: Request, ctx: ContextDep) -> Re
     answers 204 and changes nothing."""
     raw = await request.body()
     async with ctx.uow() as uow:
-        await accept_cer_notification(
+        await cer_service.accept_notification(
             uow,
             facility_id,
             raw,

@@ -1,4 +1,4 @@
-"""Pure rules of the integration service: the CeR webhook signature.
+"""Pure rules of the integration service: the CeR webhook signature, compliance and drift.
 
 API.md: header ``X-CeR-Timestamp`` (Unix seconds) and ``X-CeR-Signature: sha256=<hex>``, the hex
 HMAC-SHA256, keyed with the facility's CeR secret, of ``<timestamp>.<raw body bytes>``; a timestamp
@@ -9,9 +9,12 @@ expected signature.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
+import uuid
+from dataclasses import dataclass
 
 MAX_SKEW_SECONDS = 300
 SIGNATURE_PREFIX = "sha256="
@@ -42,3 +45,128 @@ def verify_signature(secret: str, timestamp: str | None, signature: str | None, 
     if not hmac.compare_digest(sign(secret, sent_at, body), signature.strip().lower()):
         raise SignatureRejected("the signature does not match")
     return sent_at
+
+
+# ----------------------------------------------------------------------------- CeR compliance
+
+# DOMAIN.md 6 (art. 154a): schedules must reach CeR by 2026-05-31, or NFZ withholds payment from
+# 2026-06-01; from 2026-07-01 NFZ pays only for services booked through CeR.
+SCHEDULES_DUE = dt.date(2026, 5, 31)
+PAYMENT_WITHHELD_FROM = dt.date(2026, 6, 1)
+CER_BOOKINGS_ONLY_FROM = dt.date(2026, 7, 1)
+CER_SPECIALTIES = ("cardiology", "mammography", "hpv_cytology")
+
+OK = "ok"
+AT_RISK = "at_risk"
+BREACHED = "breached"
+NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass(frozen=True)
+class PaymentRisk:
+    date: dt.date
+    rule: str
+    status: str  # ok, at_risk, breached, not_applicable
+    detail: str
+
+
+@dataclass(frozen=True)
+class SpecialtyCompliance:
+    specialty: str
+    schedules: int  # schedules of this specialty the facility made
+    published: bool  # CeR accepted at least one of them
+    first_published_on: dt.date | None
+    unsent_changes: int  # changes of this specialty not (yet) in CeR
+    risks: tuple[PaymentRisk, ...]
+
+
+def specialty_compliance(
+    specialty: str, schedules: int, first_published_on: dt.date | None, unsent_changes: int, today: dt.date
+) -> SpecialtyCompliance:
+    """Where the facility stands on each payment date, seen from ``today``."""
+    offered = schedules > 0
+    published = first_published_on is not None
+    on_time = published and first_published_on is not None and first_published_on <= SCHEDULES_DUE
+    return SpecialtyCompliance(
+        specialty=specialty,
+        schedules=schedules,
+        published=published,
+        first_published_on=first_published_on,
+        unsent_changes=unsent_changes,
+        risks=(
+            _deadline(offered, on_time, first_published_on, today),
+            _withholding(offered, on_time, first_published_on, today),
+            _cer_only(offered, published, unsent_changes, today),
+        ),
+    )
+
+
+def _deadline(offered: bool, on_time: bool, first: dt.date | None, today: dt.date) -> PaymentRisk:
+    rule = "schedules sent to CeR by this date"
+    if not offered:
+        return PaymentRisk(SCHEDULES_DUE, rule, NOT_APPLICABLE, "no schedule of this specialty")
+    if on_time:
+        return PaymentRisk(SCHEDULES_DUE, rule, OK, f"first published on {first}")
+    if today <= SCHEDULES_DUE:
+        left = (SCHEDULES_DUE - today).days
+        return PaymentRisk(SCHEDULES_DUE, rule, AT_RISK, f"not yet accepted by CeR; {left} days left")
+    late = f"first published on {first}, after the deadline" if first else "never published"
+    return PaymentRisk(SCHEDULES_DUE, rule, BREACHED, late)
+
+
+def _withholding(offered: bool, on_time: bool, first: dt.date | None, today: dt.date) -> PaymentRisk:
+    rule = "NFZ withholds payment where schedules were not sent by 2026-05-31"
+    if not offered:
+        return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, NOT_APPLICABLE, "no schedule of this specialty")
+    if on_time:
+        return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, OK, "schedules were sent in time")
+    if today < PAYMENT_WITHHELD_FROM:
+        return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, AT_RISK, "payment will be withheld unless CeR accepts them")
+    since = f"withheld since {PAYMENT_WITHHELD_FROM}"
+    return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, BREACHED, f"{since}; published on {first}" if first else since)
+
+
+def _cer_only(offered: bool, published: bool, unsent: int, today: dt.date) -> PaymentRisk:
+    rule = "NFZ pays only for services booked through CeR"
+    if not offered:
+        return PaymentRisk(CER_BOOKINGS_ONLY_FROM, rule, NOT_APPLICABLE, "no schedule of this specialty")
+    if published and unsent == 0:
+        return PaymentRisk(CER_BOOKINGS_ONLY_FROM, rule, OK, "every change is in CeR")
+    why = f"{unsent} changes not in CeR" if published else "no schedule in CeR"
+    in_force = today >= CER_BOOKINGS_ONLY_FROM
+    return PaymentRisk(
+        CER_BOOKINGS_ONLY_FROM,
+        rule,
+        BREACHED if in_force else AT_RISK,
+        f"{why}: their visits are not paid" if in_force else f"{why}: their visits would not be paid",
+    )
+
+
+# ----------------------------------------------------------------------------- CeR reconciliation
+
+
+@dataclass(frozen=True)
+class BookedVisit:
+    """One patient on one slot, as CeR or the local schedule has it; ``reference`` is that side's id."""
+
+    slot_id: uuid.UUID
+    patient_pesel: str
+    reference: str
+    start: dt.datetime
+    channel: str = "facility"
+
+
+@dataclass(frozen=True)
+class Drift:
+    missing_locally: tuple[BookedVisit, ...]  # confirmed in CeR, not at the facility
+    missing_in_cer: tuple[BookedVisit, ...]  # booked here, CeR does not know
+
+
+def drift(in_cer: list[BookedVisit], local: list[BookedVisit]) -> Drift:
+    """Compare by (slot, patient): the one fact both sides must agree on."""
+    cer_keys = {(v.slot_id, v.patient_pesel) for v in in_cer}
+    local_keys = {(v.slot_id, v.patient_pesel) for v in local}
+    return Drift(
+        missing_locally=tuple(v for v in in_cer if (v.slot_id, v.patient_pesel) not in local_keys),
+        missing_in_cer=tuple(v for v in local if (v.slot_id, v.patient_pesel) not in cer_keys),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.integration import service
+from services.integration import cer_service, service
 from services.integration.events import CerSyncFailed
 from services.integration.models import (
     CANCEL_PRESCRIPTION,
@@ -13,13 +13,21 @@ from services.integration.models import (
 )
 from services.pharmacy.dispensing import RealisationRecorded
 from services.prescriptions.events import PrescriptionCancelled, PrescriptionIssued, SettingsChanged
-from services.scheduling.events import CerConflict
+from services.scheduling.events import (
+    BookingCancelled,
+    BookingCreated,
+    BookingMoved,
+    CerConflict,
+    SchedulePublished,
+    SlotsWithdrawn,
+)
 from shared.app import ServiceContext
 from shared.events import Envelope
 from shared.outbox import already_processed
 from shared.periodic import Periodic
 
 SUBSCRIPTION = "integration"
+CER_SUBSCRIPTION = "integration-cer"
 
 
 def _registration(facility_id: str, issued: PrescriptionIssued) -> dict[str, object]:
@@ -64,7 +72,9 @@ def subscribe(ctx: ServiceContext) -> None:
                 slot_id=conflict.slot_id,
             )
             uow.emit(failed, facility_id=envelope.facility_id)
+            cer_service.queue_refusal(uow.session, envelope.facility_id or "", envelope.id, conflict)
             await uow.commit()
+        _wake(ctx, "cer_forwarding")
 
     async def handle(envelope: Envelope) -> None:
         if envelope.type == CerConflict.event_type:
@@ -109,9 +119,42 @@ def subscribe(ctx: ServiceContext) -> None:
                     row.changed_at = envelope.occurred_at
                     session.add(row)
         if queued:
-            forwarding: Periodic = ctx.extras["forwarding"]
-            forwarding.wake.set()
+            _wake(ctx, "forwarding")
 
+    async def schedule_changed(envelope: Envelope) -> None:
+        """A change of the local schedule that CeR must hear of, queued in the inbox transaction."""
+        facility = envelope.facility_id
+        if not facility:
+            return
+        async with ctx.uow() as uow:
+            if await already_processed(uow.session, ctx.inbox_model, CER_SUBSCRIPTION, envelope.id):
+                return
+            session, ref = uow.session, envelope.id
+            if envelope.type == SchedulePublished.event_type:
+                cer_service.queue_schedule(session, facility, SchedulePublished.model_validate(envelope.payload))
+            elif envelope.type == BookingCreated.event_type:
+                cer_service.queue_booking(session, facility, ref, BookingCreated.model_validate(envelope.payload))
+            elif envelope.type == BookingCancelled.event_type:
+                cancelled = BookingCancelled.model_validate(envelope.payload)
+                cer_service.queue_cancellation(session, facility, ref, cancelled)
+            elif envelope.type == BookingMoved.event_type:
+                cer_service.queue_move(session, facility, ref, BookingMoved.model_validate(envelope.payload))
+            elif envelope.type == SlotsWithdrawn.event_type:
+                cer_service.queue_withdrawal(session, facility, ref, SlotsWithdrawn.model_validate(envelope.payload))
+            await uow.commit()
+        _wake(ctx, "cer_forwarding")
+
+    ctx.bus.subscribe(
+        CER_SUBSCRIPTION,
+        [
+            SchedulePublished.event_type,
+            BookingCreated.event_type,
+            BookingCancelled.event_type,
+            BookingMoved.event_type,
+            SlotsWithdrawn.event_type,
+        ],
+        schedule_changed,
+    )
     ctx.bus.subscribe(
         SUBSCRIPTION,
         [
@@ -123,3 +166,8 @@ def subscribe(ctx: ServiceContext) -> None:
         ],
         handle,
     )
+
+
+def _wake(ctx: ServiceContext, task: str) -> None:
+    periodic: Periodic = ctx.extras[task]
+    periodic.wake.set()

@@ -29,6 +29,14 @@ CANCEL_PRESCRIPTION = "cancel_prescription"
 DISABLE_IKP = "disable_ikp"
 RECORD_REALISATION = "record_realisation"
 
+# The kinds of change sent to CeR.
+CER_REGISTER_ENDPOINT = "register_endpoint"
+CER_PUBLISH_SCHEDULE = "publish_schedule"
+CER_WITHDRAW_SLOTS = "withdraw_slots"
+CER_BOOK = "book"
+CER_CANCEL = "cancel"
+CER_REFUSE = "refuse"
+
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
@@ -88,13 +96,9 @@ class CerNotification(Base):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class P1Outgoing(Base):
-    __tablename__ = "p1_outgoing"
-    __table_args__ = (
-        sa.CheckConstraint("status IN ('pending', 'sent', 'rejected')", name="status_known"),
-        sa.UniqueConstraint("kind", "reference", name="uq_p1_outgoing_kind_reference"),
-        sa.Index("ix_p1_outgoing_pending", "status", "id"),
-    )
+class OutgoingMixin:
+    """A queue of changes for one national system, sent oldest first by ``outgoing.Forwarder``."""
+
     id: Mapped[int] = mapped_column(
         sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
     )
@@ -108,6 +112,56 @@ class P1Outgoing(Base):
     last_error: Mapped[str | None] = mapped_column(sa.String(400))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+
+
+class P1Outgoing(OutgoingMixin, Base):
+    __tablename__ = "p1_outgoing"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'sent', 'rejected')", name="status_known"),
+        sa.UniqueConstraint("kind", "reference", name="uq_p1_outgoing_kind_reference"),
+        sa.Index("ix_p1_outgoing_pending", "status", "id"),
+    )
+
+
+class CerOutgoing(OutgoingMixin, Base):
+    """Changes for CeR: published schedules, withdrawn slots, local bookings and cancellations of
+    published slots, refusals. While CeR is unreachable local bookings still succeed; their changes
+    wait here and go out in order when CeR answers again."""
+
+    __tablename__ = "cer_outgoing"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'sent', 'rejected')", name="status_known"),
+        sa.UniqueConstraint("kind", "reference", name="uq_cer_outgoing_kind_reference"),
+        sa.Index("ix_cer_outgoing_pending", "status", "id"),
+    )
+    # The CeR-covered specialty the change is about (compliance counts what has not reached CeR).
+    specialty: Mapped[str | None] = mapped_column(sa.String(40))
+
+
+class CerSchedule(Base):
+    """Each schedule published to CeR and when CeR took it (the compliance report reads this)."""
+
+    __tablename__ = "cer_schedules"
+    schedule_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    facility_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    specialty: Mapped[str | None] = mapped_column(sa.String(40))
+    date: Mapped[dt.date]
+    slots: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    accepted_at: Mapped[dt.datetime | None]  # CeR answered the publication
+
+
+class CerDrift(Base):
+    """A difference between CeR and the local schedule found by reconciliation, reported once."""
+
+    __tablename__ = "cer_drifts"
+    facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20), primary_key=True)  # missing_locally, missing_in_cer
+    reference: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    slot_id: Mapped[uuid.UUID]
+    detail: Mapped[str] = mapped_column(sa.String(400))
+    repaired: Mapped[bool] = mapped_column(default=False)
+    found_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Outbox(Base, OutboxMixin):

@@ -8,6 +8,7 @@ import uuid
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, SecretStr
 
+from services.integration.domain import SpecialtyCompliance
 from shared.identifiers import Npwz, Pesel
 
 
@@ -85,3 +86,56 @@ class CerNotificationIn(BaseModel):
     occurred_at: dt.datetime
     slot_id: uuid.UUID
     patient_pesel: Pesel
+
+
+class DriftItem(BaseModel):
+    """One difference between CeR and the local schedule."""
+
+    slot_id: uuid.UUID
+    patient_pesel: str
+    start: dt.datetime
+    reference: str = Field(description="CeR's booking id (missing locally) or the local booking id (missing in CeR)")
+    channel: str = Field(description="how the patient booked in CeR: ikp, other_entity, waiting_list, facility")
+    repaired: bool = Field(description="booked here now (only for a booking missing locally)")
+    reason: str | None
+
+
+class ReconcileOut(BaseModel):
+    missing_locally: list[DriftItem] = Field(description="confirmed in CeR, missing at the facility")
+    missing_in_cer: list[DriftItem] = Field(description="booked at the facility, unknown to CeR (reported)")
+    repaired: int = Field(description="bookings missing locally that are now in the local schedule")
+    checked_at: dt.datetime
+
+
+class PaymentRiskOut(BaseModel):
+    date: dt.date
+    rule: str
+    status: str = Field(description="ok, at_risk (the date is ahead), breached (it has passed) or not_applicable")
+    detail: str
+
+
+class SpecialtyComplianceOut(BaseModel):
+    specialty: str
+    schedules: int = Field(description="schedules of this specialty published or queued for CeR")
+    published: bool = Field(description="CeR accepted at least one schedule of this specialty")
+    first_published_on: dt.date | None
+    unsent_changes: int = Field(description="changes of this specialty waiting for CeR or refused by it")
+    payment_risks: list[PaymentRiskOut]
+
+    @classmethod
+    def from_domain(cls, found: SpecialtyCompliance) -> SpecialtyComplianceOut:
+        return cls(
+            specialty=found.specialty,
+            schedules=found.schedules,
+            published=found.published,
+            first_published_on=found.first_published_on,
+            unsent_changes=found.unsent_changes,
+            payment_risks=[
+                PaymentRiskOut(date=r.date, rule=r.rule, status=r.status, detail=r.detail) for r in found.risks
+            ],
+        )
+
+
+class ComplianceOut(BaseModel):
+    today: dt.date
+    specialties: list[SpecialtyComplianceOut]

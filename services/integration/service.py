@@ -19,11 +19,9 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 import structlog
-from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.integration import domain, events, schemas
+from services.integration import events, outgoing, schemas
 from services.integration.models import (
     CANCEL_PRESCRIPTION,
     DISABLE_IKP,
@@ -33,10 +31,6 @@ from services.integration.models import (
     PENDING,
     RECORD_REALISATION,
     REGISTER_PACKAGE,
-    REJECTED,
-    SENT,
-    CerNotification,
-    CerSettings,
     IkpIntegration,
     OrderingStatus,
     P1Outgoing,
@@ -53,7 +47,7 @@ from services.integration.p1 import (
 from services.scheduling.client import SchedulingClient, SchedulingClientError
 from shared.db import utcnow
 from shared.outbox import UnitOfWork
-from shared.problems import FieldError, ProblemError, Unauthorized, Unprocessable
+from shared.problems import FieldError, ProblemError, Unprocessable
 
 log = structlog.get_logger("integration.ikp")
 T = TypeVar("T")
@@ -320,97 +314,44 @@ class Poller:
 
 
 def queue(session: AsyncSession, facility_id: str, kind: str, reference: str, payload: dict[str, object]) -> None:
-    session.add(
-        P1Outgoing(
-            facility_id=facility_id,
-            kind=kind,
-            reference=reference,
-            payload=json.dumps(payload, default=str),
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=utcnow(),
-        )
-    )
+    outgoing.enqueue(session, P1Outgoing, facility_id, kind, reference, payload)
 
 
-@dataclass
-class Forwarder:
+def p1_forwarder(
+    sessions: async_sessionmaker[AsyncSession],
+    new_uow: Callable[[], UnitOfWork],
+    p1: P1Client,
+    retry_seconds: float,
+    retry_max_seconds: float,
+) -> outgoing.Forwarder[P1Outgoing]:
     """Sends queued changes to P1 oldest first; while P1 is down the whole queue waits (order kept)."""
 
-    sessions: async_sessionmaker[AsyncSession]
-    new_uow: Callable[[], UnitOfWork]
-    p1: P1Client
-    retry_seconds: float
-    retry_max_seconds: float
-
-    async def forward_pending(self, now: dt.datetime | None = None) -> int:
-        sent = 0
-        while True:
-            now = now or utcnow()
-            async with self.sessions() as session:
-                head = await session.scalar(
-                    sa.select(P1Outgoing).where(P1Outgoing.status == PENDING).order_by(P1Outgoing.id).limit(1)
-                )
-            if head is None or head.next_attempt_at > now:
-                return sent
-            if not await self._send(head):
-                return sent
-            sent += 1
-            now = None
-
-    async def _send(self, item: P1Outgoing) -> bool:
-        """True when the item is settled (sent or rejected); False when P1 is down."""
-        try:
-            await self._call(item)
-        except P1Unavailable as exc:
-            await self._settle(item.id, error=exc.message, retry=True)
-            return False
-        except (P1Refused, P1Error) as exc:
-            await self._settle(item.id, error=exc.message, retry=False)
-            return True
-        await self._settle(item.id, error=None, retry=False)
-        return True
-
-    async def _call(self, item: P1Outgoing) -> None:
+    async def deliver(item: P1Outgoing) -> None:
         payload = json.loads(item.payload)
         if item.kind == REGISTER_PACKAGE:
-            await self.p1.register_package(PackageRegistration.model_validate(payload))
+            await p1.register_package(PackageRegistration.model_validate(payload))
         elif item.kind == CANCEL_PRESCRIPTION:
-            await self.p1.cancel_prescription(payload["key"])
+            await p1.cancel_prescription(payload["key"])
         elif item.kind == RECORD_REALISATION:
             report = RealisationReport.model_validate({k: v for k, v in payload.items() if k != "key"})
-            await self.p1.record_realisation(payload["key"], report)
+            await p1.record_realisation(payload["key"], report)
         elif item.kind == DISABLE_IKP:
-            await self.p1.ikp_disable(payload["facility_id"])
+            await p1.ikp_disable(payload["facility_id"])
         else:
             raise P1Refused(f"unknown kind {item.kind!r}")
 
-    async def _settle(self, item_id: int, *, error: str | None, retry: bool) -> None:
-        async with self.new_uow() as uow:
-            row = await uow.session.get(P1Outgoing, item_id, with_for_update=True)
-            if row is None or row.status != PENDING:
-                return
-            row.attempts += 1
-            row.last_error = error[:400] if error else None
-            if retry:
-                delay = min(self.retry_seconds * 2 ** min(row.attempts - 1, 20), self.retry_max_seconds)
-                row.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
-            elif error is None:
-                row.status = SENT
-                row.sent_at = utcnow()
-            else:
-                row.status = REJECTED
-                uow.emit(
-                    events.P1DeliveryFailed(kind=row.kind, reference=row.reference, reason=row.last_error or ""),
-                    facility_id=row.facility_id,
-                )
-                log.error("p1_change_rejected", kind=row.kind, reference=row.reference, reason=error)
-            await uow.commit()
+    async def rejected(uow: UnitOfWork, row: P1Outgoing, error: str | None) -> None:
+        if error is None:
+            return
+        uow.emit(
+            events.P1DeliveryFailed(kind=row.kind, reference=row.reference, reason=row.last_error or ""),
+            facility_id=row.facility_id,
+        )
+        log.error("p1_change_rejected", kind=row.kind, reference=row.reference, reason=error)
 
-    async def backlog(self) -> int:
-        async with self.sessions() as session:
-            count = await session.scalar(sa.select(sa.func.count()).where(P1Outgoing.status == PENDING))
-        return int(count or 0)
+    return outgoing.Forwarder(
+        sessions, new_uow, P1Outgoing, deliver, P1Unavailable, retry_seconds, retry_max_seconds, rejected
+    )
 
 
 async def _integration(session: AsyncSession, facility_id: str) -> IkpIntegration:
@@ -420,57 +361,3 @@ async def _integration(session: AsyncSession, facility_id: str) -> IkpIntegratio
         session.add(row)
         await session.flush()
     return row
-
-
-# ----------------------------------------------------------------------------- CeR notifications
-
-
-async def accept_cer_notification(
-    uow: UnitOfWork, facility_id: str, raw: bytes, timestamp: str | None, signature: str | None, now: float
-) -> bool:
-    """Verify, parse and record a CeR notification; False when its event id was seen before.
-
-    The signature is checked before the body is even parsed: an unsigned caller learns nothing
-    about the format. An unknown facility is refused like a bad signature (nothing revealed).
-    """
-    settings = await uow.session.get(CerSettings, facility_id)
-    if settings is None:
-        raise Unauthorized("the signature does not match")
-    try:
-        domain.verify_signature(settings.secret, timestamp, signature, raw, now)
-    except domain.SignatureRejected as exc:
-        raise Unauthorized(str(exc)) from None
-    try:
-        note = schemas.CerNotificationIn.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = [
-            FieldError(field="body." + ".".join(str(p) for p in e["loc"]), message=e["msg"]) for e in exc.errors()
-        ]
-        raise Unprocessable("the CeR notification is not valid", errors=errors) from None
-    if await uow.session.get(CerNotification, (facility_id, note.event_id)) is not None:
-        return False
-    uow.session.add(
-        CerNotification(
-            facility_id=facility_id,
-            event_id=note.event_id,
-            event_type=note.event_type.value,
-            occurred_at=note.occurred_at,
-            slot_id=note.slot_id,
-        )
-    )
-    uow.emit(
-        events.CerNotificationReceived(
-            cer_event_id=note.event_id,
-            cer_event_type=note.event_type.value,
-            occurred_at=note.occurred_at,
-            slot_id=note.slot_id,
-            patient_pesel=note.patient_pesel,
-        ),
-        facility_id=facility_id,
-        event_id=events.external_event_id("cer", f"{facility_id}:{note.event_id}"),
-    )
-    try:
-        await uow.commit()
-    except IntegrityError:  # the same event id committed by a concurrent call
-        return False
-    return True

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.sandbox import ezwm, mail, p1, sms
+from services.sandbox import cer, ezwm, mail, p1, sms
 from services.sandbox.settings import SandboxSettings
 from shared.bus import EventBus
 from shared.logging import configure_logging
@@ -40,6 +40,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.cer.close()
             await catcher.stop()
 
     app = FastAPI(
@@ -52,11 +53,15 @@ def create_app(
     app.state.ezwm = ezwm.EzwmState()
     app.state.p1 = p1.P1State(confirm_after=dt.timedelta(seconds=settings.p1_ikp_confirm_seconds))
     app.state.sms = sms.SmsState()
+    app.state.cer = cer.CerState(
+        retry_seconds=settings.cer_delivery_retry_seconds, max_attempts=settings.cer_delivery_attempts
+    )
     # The SMTP server starts with the app's lifespan; its port is app.state.mail.port from then on.
     app.state.mail = mail.MailCatcher()
     install_problem_handlers(app)
     app.include_router(ezwm.router)
     app.include_router(p1.router)
+    app.include_router(cer.router)
     app.include_router(sms.router)
     app.include_router(mail.router)
 

@@ -11,6 +11,9 @@ class SandboxSettings(Settings):
     service_name: str = "sandbox"
     # P1 confirms a facility's IKP integration some time after it is asked to; 0 confirms at once.
     p1_ikp_confirm_seconds: float = Field(default=2.0, ge=0)
+    # CeR retries a notification its facility's endpoint did not take: first delay (doubling), attempts.
+    cer_delivery_retry_seconds: float = Field(default=0.5, gt=0)
+    cer_delivery_attempts: int = Field(default=8, ge=1, le=50)
     # The mail catcher's SMTP server. The variables are SANDBOX_SMTP_*, not SMTP_*: in one embedded
     # process the notifications service reads SMTP_HOST/SMTP_PORT as the address of a real server.
     # Being aliases, they are not taken by name as keywords: in code use

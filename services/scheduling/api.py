@@ -103,7 +103,12 @@ async def list_work_types(ctx: ContextDep, who: CurrentPrincipal) -> list[WorkTy
 async def create_schedule(body: schemas.ScheduleIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ScheduleOut:
     async with ctx.uow() as uow:
         schedule, count = await service.create_schedule(uow, who.require_facility(), body, _tz(ctx))
-    return schemas.ScheduleOut(id=schedule.id, slots_created=count)
+    return schemas.ScheduleOut(
+        id=schedule.id,
+        slots_created=count,
+        cer_published=schedule.cer_published,
+        cer_specialty=schemas.CerSpecialty(schedule.cer_specialty) if schedule.cer_specialty else None,
+    )
 
 
 @router.get("/slots", response_model=list[schemas.SlotOut], **allow(*CLINIC, Role.patient))
@@ -181,6 +186,26 @@ async def book_earliest(body: schemas.EarliestBookingIn, ctx: ContextDep, who: C
     """Book the earliest free slot of a practitioner (optionally at, or not at, a location)."""
     async with ctx.uow() as uow:
         return await service.book_earliest(uow, who.require_facility(), body)
+
+
+@router.get("/bookings", response_model=list[schemas.BookingOut], **allow(*CLINIC))
+async def list_bookings(
+    ctx: ContextDep,
+    who: CurrentPrincipal,
+    status: Annotated[str | None, Query(pattern="^(booked|cancelled|needs_rescheduling)$")] = None,
+    cer_published: Annotated[bool | None, Query(description="only bookings of slots published to CeR")] = None,
+    start_from: Annotated[AwareDatetime | None, Query(description="visits starting at or after this instant")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[schemas.BookingOut]:
+    async with ctx.sessions() as session:
+        return await service.list_bookings(
+            session,
+            who.require_facility(),
+            status=status,
+            cer_published=cer_published,
+            start_from=start_from,
+            limit=limit,
+        )
 
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingOut, **allow(*CLINIC, Role.patient))

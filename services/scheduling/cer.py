@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from services.integration.events import CerNotificationReceived
 from services.scheduling import events, schemas, service
-from services.scheduling.models import BOOKED, Booking, CerSlotState
+from services.scheduling.models import BOOKED, Booking, CerSlotState, Schedule, Slot
 from shared.app import ServiceContext
 from shared.events import Envelope
 from shared.outbox import UnitOfWork, already_processed
@@ -48,7 +48,7 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
             if booking is None:
                 await uow.commit()  # nothing booked yet: a late booking will be stale
             else:
-                await service.cancel(uow, facility, booking)
+                await service.cancel(uow, facility, booking, by_cer=True)
                 await uow.commit()
             return "applied"
         if await _active_booking(uow, facility, note.slot_id, note.patient_pesel) is not None:
@@ -64,6 +64,24 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
             reason = exc.detail
     await _conflict(new_uow, inbox_model, envelope, note, facility, reason)
     return "conflict"
+
+
+async def _holder(uow: UnitOfWork, slot_id: uuid.UUID) -> tuple[uuid.UUID | None, str | None]:
+    row = (
+        await uow.session.execute(
+            sa.select(Booking.id, Booking.patient_pesel).where(Booking.slot_id == slot_id, Booking.status == BOOKED)
+        )
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+async def _published(uow: UnitOfWork, facility: str, slot_id: uuid.UUID) -> bool:
+    published = await uow.session.scalar(
+        sa.select(Schedule.cer_published)
+        .join(Slot, Slot.schedule_id == Schedule.id)
+        .where(Slot.id == slot_id, Slot.facility_id == facility)
+    )
+    return bool(published)
 
 
 def _remember(
@@ -104,9 +122,16 @@ async def _conflict(
         key = (facility, note.slot_id, note.patient_pesel)
         state = _remember(uow, await uow.session.get(CerSlotState, key, with_for_update=True), key, note)
         state.conflict = reason[:300]
+        held_by, held_by_pesel = await _holder(uow, note.slot_id)
         uow.emit(
             events.CerConflict(
-                slot_id=note.slot_id, patient_pesel=note.patient_pesel, cer_event_id=note.cer_event_id, reason=reason
+                slot_id=note.slot_id,
+                patient_pesel=note.patient_pesel,
+                cer_event_id=note.cer_event_id,
+                reason=reason,
+                held_by_booking_id=held_by,
+                held_by_pesel=held_by_pesel,
+                cer_published=await _published(uow, facility, note.slot_id),
             ),
             facility_id=facility,
         )

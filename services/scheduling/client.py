@@ -53,6 +53,7 @@ _WORK_TYPES = TypeAdapter(list[WorkTypeOut])
 _SLOTS = TypeAdapter(list[SlotOut])
 _LOCATION = TypeAdapter(LocationOut)
 _BOOKING = TypeAdapter(BookingOut)
+_BOOKINGS = TypeAdapter(list[BookingOut])
 
 
 class SchedulingClientError(HttpClientError):
@@ -218,6 +219,17 @@ class SchedulingClient(JsonClient):
         if answer.status_code == 404:
             return None
         return self._parse(answer, _BOOKING)
+
+    async def bookings(
+        self, facility_id: str, *, cer_published: bool | None = None, start_from: dt.datetime | None = None
+    ) -> list[BookingOut]:
+        """Active bookings, earliest visit first (of slots published to CeR, when asked)."""
+        params: dict[str, Any] = {"status": "booked", "limit": 5000}
+        if cer_published is not None:
+            params["cer_published"] = "true" if cer_published else "false"
+        if start_from is not None:
+            params["start_from"] = _instant(start_from)
+        return self._parse(await self._ask(facility_id, "GET", "/bookings", params=params), _BOOKINGS)
 
     async def cancel_booking(self, facility_id: str, booking_id: uuid.UUID) -> BookingOut:
         # Cancelling is idempotent in scheduling itself (a second cancel answers the same booking).

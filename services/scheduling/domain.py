@@ -113,3 +113,24 @@ def absence_window(date_from: dt.date, date_to: dt.date, tz: ZoneInfo) -> Interv
     start = dt.datetime.combine(date_from, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
     end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(dt.UTC)
     return Interval(start, end)
+
+
+# ----------------------------------------------------------------------------- CeR publication
+
+
+@dataclass(frozen=True)
+class CerPublication:
+    """Whether a schedule's slots are published to CeR, and as which CeR-covered specialty."""
+
+    published: bool
+    specialty: str | None
+
+
+def cer_specialty_of(work_type_specialty: str | None, location_specialty: str | None) -> str | None:
+    """The work says what it is; a location of one specialty (a mammography unit) covers the rest."""
+    return work_type_specialty or location_specialty
+
+
+def published_to_cer(asked: bool, specialty: str | None) -> bool:
+    """A CeR-covered specialty must be published (DOMAIN.md 6); any other schedule only when asked."""
+    return asked or specialty is not None

@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from typing import ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.events import EventPayload
 
 
@@ -21,6 +23,7 @@ class BookingCreated(EventPayload):
     patient_pesel: str
     source: str
     cer_published: bool
+    cer_specialty: str | None = None
 
 
 class BookingCancelled(EventPayload):
@@ -30,6 +33,9 @@ class BookingCancelled(EventPayload):
     patient_pesel: str
     start: dt.datetime
     cer_published: bool
+    cer_specialty: str | None = None
+    # Cancelled by the patient in CeR (IKP / mojeIKP): CeR knows already and is not told again.
+    by_cer: bool = False
 
 
 class BookingMoved(EventPayload):
@@ -40,6 +46,10 @@ class BookingMoved(EventPayload):
     new_practitioner_id: uuid.UUID
     patient_pesel: str
     start: dt.datetime
+    end: dt.datetime | None = None
+    old_cer_published: bool = False
+    new_cer_published: bool = False
+    new_cer_specialty: str | None = None
 
 
 class BookingNeedsRescheduling(EventPayload):
@@ -52,6 +62,14 @@ class BookingNeedsRescheduling(EventPayload):
     start: dt.datetime
 
 
+class PublishedSlot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    slot_id: uuid.UUID
+    start: dt.datetime
+    end: dt.datetime
+
+
 class SchedulePublished(EventPayload):
     event_type: ClassVar[str] = "scheduling.schedule.published"
     schedule_id: uuid.UUID
@@ -62,6 +80,16 @@ class SchedulePublished(EventPayload):
     slot_ids: list[uuid.UUID]
     cer_published: bool
     cer_specialty: str | None
+    slots: list[PublishedSlot] = []
+
+
+class SlotsWithdrawn(EventPayload):
+    """Slots of a CeR-published schedule no longer offered (the practitioner is absent)."""
+
+    event_type: ClassVar[str] = "scheduling.slots.withdrawn"
+    slot_ids: list[uuid.UUID]
+    reason: str
+    cer_specialty: str | None = None
 
 
 class CerConflict(EventPayload):
@@ -73,3 +101,7 @@ class CerConflict(EventPayload):
     patient_pesel: str
     cer_event_id: str
     reason: str
+    # Who holds the slot here (the desk's booking that came first), so CeR can be told.
+    held_by_booking_id: uuid.UUID | None = None
+    held_by_pesel: str | None = None
+    cer_published: bool = False  # the slot is one CeR knows (else there is nothing to tell CeR)

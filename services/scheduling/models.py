@@ -28,6 +28,8 @@ class Location(Base):
     facility_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     department_code: Mapped[str | None] = mapped_column(sa.String(20))  # "VII część kodu resortowego"
+    # A CeR-covered specialty of everything offered here (a mammography unit): its schedules go to CeR.
+    cer_specialty: Mapped[str | None] = mapped_column(sa.String(40))
     # One duty doctor per location (dyżurny) by construction: a single column, not a table.
     duty_practitioner_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("practitioners.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -67,7 +69,9 @@ class Schedule(Base):
     start_time: Mapped[dt.time]
     end_time: Mapped[dt.time]
     visit_minutes: Mapped[int]
+    # Published to CeR: asked for, or required by its CeR-covered specialty (of the work type or location).
     cer_published: Mapped[bool] = mapped_column(default=False)
+    cer_specialty: Mapped[str | None] = mapped_column(sa.String(40))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -55,6 +55,10 @@ class _Out(BaseModel):
 class LocationIn(_In):
     name: Name
     department_code: Annotated[str, Field(pattern=r"^\d{4}$", description="VII część kodu resortowego")] | None = None
+    cer_specialty: CerSpecialty | None = Field(
+        default=None,
+        description="CeR-covered specialty of this location (e.g. a mammography unit); its schedules go to CeR",
+    )
 
 
 class LocationOut(_Out):
@@ -62,6 +66,7 @@ class LocationOut(_Out):
     name: str
     department_code: str | None
     duty_practitioner_id: uuid.UUID | None
+    cer_specialty: CerSpecialty | None = None
 
 
 class PractitionerIn(_In):
@@ -104,7 +109,10 @@ class ScheduleIn(_In):
     start_time: dt.time
     end_time: dt.time
     visit_minutes: int = Field(ge=5, le=480)
-    cer_published: bool = False
+    cer_published: bool = Field(
+        default=False,
+        description="publish to CeR; a schedule of a CeR-covered specialty (work type or location) always is",
+    )
 
     @field_validator("start_time", "end_time")
     @classmethod
@@ -124,6 +132,8 @@ class ScheduleIn(_In):
 class ScheduleOut(BaseModel):
     id: uuid.UUID
     slots_created: int
+    cer_published: bool = False
+    cer_specialty: CerSpecialty | None = None
 
 
 class SlotOut(BaseModel):

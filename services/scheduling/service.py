@@ -57,7 +57,9 @@ async def _owned(
 
 
 async def create_location(uow: UnitOfWork, facility_id: str, data: schemas.LocationIn) -> Location:
-    location = Location(facility_id=facility_id, name=data.name, department_code=data.department_code)
+    location = Location(
+        facility_id=facility_id, name=data.name, department_code=data.department_code, cer_specialty=data.cer_specialty
+    )
     uow.session.add(location)
     await uow.commit()
     return location
@@ -120,13 +122,19 @@ async def create_schedule(
     await session.execute(
         sa.select(Practitioner.id).where(Practitioner.id == practitioner.id).with_for_update(key_share=True)
     )
-    await _owned(session, Location, data.location_id, facility_id, "location", "body.location_id")
+    location = await _owned(session, Location, data.location_id, facility_id, "location", "body.location_id")
     work_type = await _owned(session, WorkType, data.work_type_id, facility_id, "work type", "body.work_type_id")
     try:
         intervals = domain.cut_slots(data.date, data.start_time, data.end_time, data.visit_minutes, tz)
     except domain.ScheduleError as exc:
         raise Unprocessable.field(f"body.{exc.field}", exc.message) from exc
-    schedule = Schedule(facility_id=facility_id, **data.model_dump())
+    specialty = domain.cer_specialty_of(work_type.cer_specialty, location.cer_specialty)
+    schedule = Schedule(
+        facility_id=facility_id,
+        **data.model_dump(exclude={"cer_published"}),
+        cer_published=domain.published_to_cer(data.cer_published, specialty),
+        cer_specialty=specialty,
+    )
     session.add(schedule)
     await session.flush()
     slots = [
@@ -151,8 +159,9 @@ async def create_schedule(
             work_type_id=data.work_type_id,
             date=data.date,
             slot_ids=[s.id for s in slots],
-            cer_published=data.cer_published,
-            cer_specialty=work_type.cer_specialty,
+            cer_published=schedule.cer_published,
+            cer_specialty=specialty,
+            slots=[events.PublishedSlot(slot_id=s.id, start=s.start_at, end=s.end_at) for s in slots],
         ),
         facility_id=facility_id,
     )
@@ -244,15 +253,22 @@ async def search_slots(
 # ----------------------------------------------------------------------------- bookings
 
 
-async def _schedule_published_to_cer(session: AsyncSession, slot: Slot) -> bool:
-    return bool(await session.scalar(sa.select(Schedule.cer_published).where(Schedule.id == slot.schedule_id)))
-
-
-async def _slot_for_booking(session: AsyncSession, slot_id: uuid.UUID, facility_id: str) -> tuple[Slot, bool]:
-    """The slot and whether its schedule is published to CeR, in one round trip."""
+async def _cer_of(session: AsyncSession, slot: Slot) -> domain.CerPublication:
     row = (
         await session.execute(
-            sa.select(Slot, Schedule.cer_published)
+            sa.select(Schedule.cer_published, Schedule.cer_specialty).where(Schedule.id == slot.schedule_id)
+        )
+    ).one()
+    return domain.CerPublication(bool(row[0]), row[1])
+
+
+async def _slot_for_booking(
+    session: AsyncSession, slot_id: uuid.UUID, facility_id: str
+) -> tuple[Slot, domain.CerPublication]:
+    """The slot and whether (and as which specialty) its schedule is published to CeR, in one round trip."""
+    row = (
+        await session.execute(
+            sa.select(Slot, Schedule.cer_published, Schedule.cer_specialty)
             .join(Schedule, Schedule.id == Slot.schedule_id)
             .where(Slot.id == slot_id, Slot.facility_id == facility_id)
         )
@@ -261,13 +277,39 @@ async def _slot_for_booking(session: AsyncSession, slot_id: uuid.UUID, facility_
         raise Unprocessable.field(
             "body.slot_id", "no slot with this id in your facility", detail=f"slot {slot_id} not found"
         )
-    return row[0], bool(row[1])
+    return row[0], domain.CerPublication(bool(row[1]), row[2])
 
 
 def booking_view(booking: Booking, slot: Slot) -> schemas.BookingOut:
     return schemas.BookingOut.model_validate(booking).model_copy(
         update={"start": slot.start_at, "practitioner_id": slot.practitioner_id, "location_id": slot.location_id}
     )
+
+
+async def list_bookings(
+    session: AsyncSession,
+    facility_id: str,
+    *,
+    status: str | None,
+    cer_published: bool | None,
+    start_from: dt.datetime | None,
+    limit: int,
+) -> list[schemas.BookingOut]:
+    """Bookings with their slots' times, earliest visit first (CeR reconciliation reads the published ones)."""
+    query = (
+        sa.select(Booking, Slot)
+        .join(Slot, Slot.id == Booking.slot_id)
+        .join(Schedule, Schedule.id == Slot.schedule_id)
+        .where(Booking.facility_id == facility_id)
+    )
+    if status is not None:
+        query = query.where(Booking.status == status)
+    if cer_published is not None:
+        query = query.where(Schedule.cer_published.is_(cer_published))
+    if start_from is not None:
+        query = query.where(Slot.start_at >= start_from)
+    rows = (await session.execute(query.order_by(Slot.start_at, Booking.id).limit(limit))).all()
+    return [booking_view(booking, slot) for booking, slot in rows]
 
 
 async def get_booking(session: AsyncSession, facility_id: str, booking_id: uuid.UUID) -> schemas.BookingOut:
@@ -279,7 +321,7 @@ async def book(
     uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, *, online_only: bool = False
 ) -> schemas.BookingOut:
     session = uow.session
-    slot, cer_published = await _slot_for_booking(session, data.slot_id, facility_id)
+    slot, cer = await _slot_for_booking(session, data.slot_id, facility_id)
     if online_only and not await session.scalar(
         sa.select(WorkType.visible_online).where(WorkType.id == slot.work_type_id)
     ):
@@ -301,11 +343,11 @@ async def book(
         if _violated(exc, ACTIVE_BOOKING):
             raise Conflict("the slot is already booked", code="slot-taken") from exc
         raise
-    return await _commit_booking(uow, facility_id, booking, slot, cer_published)
+    return await _commit_booking(uow, facility_id, booking, slot, cer)
 
 
 async def _commit_booking(
-    uow: UnitOfWork, facility_id: str, booking: Booking, slot: Slot, cer_published: bool
+    uow: UnitOfWork, facility_id: str, booking: Booking, slot: Slot, cer: domain.CerPublication
 ) -> schemas.BookingOut:
     uow.emit(
         events.BookingCreated(
@@ -318,7 +360,8 @@ async def _commit_booking(
             end=slot.end_at,
             patient_pesel=booking.patient_pesel,
             source=booking.source,
-            cer_published=cer_published,
+            cer_published=cer.published,
+            cer_specialty=cer.specialty,
         ),
         facility_id=facility_id,
     )
@@ -376,13 +419,17 @@ async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.Earlies
             if _violated(exc, ACTIVE_BOOKING):
                 continue  # taken at the desk this very moment: the next one
             raise
-        cer_published = await session.scalar(sa.select(Schedule.cer_published).where(Schedule.id == slot.schedule_id))
-        return await _commit_booking(uow, facility_id, booking, slot, bool(cer_published))
+        return await _commit_booking(uow, facility_id, booking, slot, await _cer_of(session, slot))
     raise NotFound("no free slot fits", code="no-free-slot")
 
 
 async def cancel(
-    uow: UnitOfWork, facility_id: str, booking_id: uuid.UUID, *, patient_pesel: str | None = None
+    uow: UnitOfWork,
+    facility_id: str,
+    booking_id: uuid.UUID,
+    *,
+    patient_pesel: str | None = None,
+    by_cer: bool = False,
 ) -> schemas.BookingOut:
     session = uow.session
     booking: Booking = await _owned(session, Booking, booking_id, facility_id, "booking")
@@ -399,13 +446,16 @@ async def cancel(
         .values(status=CANCELLED, cancelled_at=utcnow()),
     )
     if cancelled == 1:
+        cer = await _cer_of(session, slot)
         uow.emit(
             events.BookingCancelled(
                 booking_id=booking.id,
                 slot_id=slot.id,
                 patient_pesel=booking.patient_pesel,
                 start=slot.start_at,
-                cer_published=await _schedule_published_to_cer(session, slot),
+                cer_published=cer.published,
+                cer_specialty=cer.specialty,
+                by_cer=by_cer,
             ),
             facility_id=facility_id,
         )
@@ -442,6 +492,7 @@ async def record_absence(
     await session.execute(
         sa.update(Slot).where(in_window).values(available=False).execution_options(synchronize_session=False)
     )
+    await _announce_withdrawn(uow, facility_id, in_window)
     free = await _free_candidates(session, facility_id, [slot.start_at for _, slot in affected], practitioner_id)
     result = schemas.AbsenceOut(reassigned=[], needs_rescheduling=[])
     taken: set[str] = set()
@@ -464,6 +515,26 @@ async def record_absence(
             result.needs_rescheduling.append(booking.id)
     await uow.commit()
     return result
+
+
+async def _announce_withdrawn(uow: UnitOfWork, facility_id: str, in_window: sa.ColumnElement[bool]) -> None:
+    """CeR must stop offering the absent practitioner's published slots: one event per specialty."""
+    rows = (
+        await uow.session.execute(
+            sa.select(Slot.id, Schedule.cer_specialty)
+            .join(Schedule, Schedule.id == Slot.schedule_id)
+            .where(in_window, Schedule.cer_published.is_(True))
+            .order_by(Slot.start_at)
+        )
+    ).all()
+    by_specialty: dict[str | None, list[uuid.UUID]] = {}
+    for slot_id, specialty in rows:
+        by_specialty.setdefault(specialty, []).append(slot_id)
+    for specialty, slot_ids in by_specialty.items():
+        uow.emit(
+            events.SlotsWithdrawn(slot_ids=slot_ids, reason="practitioner absent", cer_specialty=specialty),
+            facility_id=facility_id,
+        )
 
 
 async def _free_candidates(
@@ -503,6 +574,7 @@ async def _move_to_first_free(
         except IntegrityError:
             booking.slot_id = old.id
             continue
+        old_cer, new_cer = await _cer_of(session, old), await _cer_of(session, new_slot)
         uow.emit(
             events.BookingMoved(
                 booking_id=booking.id,
@@ -511,6 +583,10 @@ async def _move_to_first_free(
                 new_practitioner_id=new_slot.practitioner_id,
                 patient_pesel=booking.patient_pesel,
                 start=new_slot.start_at,
+                end=new_slot.end_at,
+                old_cer_published=old_cer.published,
+                new_cer_published=new_cer.published,
+                new_cer_specialty=new_cer.specialty,
             ),
             facility_id=booking.facility_id,
         )

@@ -1,0 +1,520 @@
+"""CeR use cases: signed notifications in, schedule changes out, reconciliation and compliance.
+
+Out: the scheduling service's events (a CeR-published schedule, a booking or cancellation of one of
+its slots made here, withdrawn slots, a CeR booking the schedule could not take) become rows of the
+CeR queue in the transaction that consumes them; the forwarder sends them in order, retrying while
+CeR is unreachable. Local bookings never wait for CeR (DOMAIN.md 6: never send a patient away).
+
+Reconciliation compares CeR's bookings with the local ones. What CeR confirmed and the facility
+lacks is booked here (the source's "patient confirmed in CeR, missing at the facility"); what the
+facility has and CeR lacks is reported. Each difference is e-mailed to the facility's CeR address
+once. Slots with changes still on their way (queued here) are left out: they are not drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.integration import domain, events, outgoing, schemas
+from services.integration.cer import (
+    CerClient,
+    CerError,
+    CerUnavailable,
+    FacilityBooking,
+    FacilityCancellation,
+    NotificationSettings,
+    PublishedSlot,
+    Refusal,
+    Schedule,
+    SlotsWithdrawal,
+)
+from services.integration.models import (
+    CER_BOOK,
+    CER_CANCEL,
+    CER_PUBLISH_SCHEDULE,
+    CER_REFUSE,
+    CER_REGISTER_ENDPOINT,
+    CER_WITHDRAW_SLOTS,
+    PENDING,
+    REJECTED,
+    CerDrift,
+    CerNotification,
+    CerOutgoing,
+    CerSchedule,
+    CerSettings,
+)
+from services.scheduling import events as scheduling_events
+from services.scheduling.client import SchedulingClient, SchedulingClientError
+from services.scheduling.schemas import BookingSource
+from shared.db import utcnow
+from shared.logging import mask_pesel
+from shared.outbox import UnitOfWork
+from shared.problems import FieldError, ProblemError, Unauthorized, Unprocessable
+
+log = structlog.get_logger("integration.cer")
+
+# Bookings that came from CeR are CeR's already: they are never reported back.
+FROM_CER = frozenset({BookingSource.cer_ikp, BookingSource.cer_other_entity, BookingSource.cer_waiting_list})
+CHANNEL_SOURCE = {
+    "ikp": BookingSource.cer_ikp,
+    "other_entity": BookingSource.cer_other_entity,
+    "waiting_list": BookingSource.cer_waiting_list,
+}
+MISSING_LOCALLY = "missing_locally"
+MISSING_IN_CER = "missing_in_cer"
+
+
+# ----------------------------------------------------------------------------- notifications in
+
+
+async def accept_notification(
+    uow: UnitOfWork, facility_id: str, raw: bytes, timestamp: str | None, signature: str | None, now: float
+) -> bool:
+    """Verify, parse and record a CeR notification; False when its event id was seen before.
+
+    The signature is checked before the body is even parsed: an unsigned caller learns nothing
+    about the format. An unknown facility is refused like a bad signature (nothing revealed).
+    """
+    settings = await uow.session.get(CerSettings, facility_id)
+    if settings is None:
+        raise Unauthorized("the signature does not match")
+    try:
+        domain.verify_signature(settings.secret, timestamp, signature, raw, now)
+    except domain.SignatureRejected as exc:
+        raise Unauthorized(str(exc)) from None
+    try:
+        note = schemas.CerNotificationIn.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [
+            FieldError(field="body." + ".".join(str(p) for p in e["loc"]), message=e["msg"]) for e in exc.errors()
+        ]
+        raise Unprocessable("the CeR notification is not valid", errors=errors) from None
+    if await uow.session.get(CerNotification, (facility_id, note.event_id)) is not None:
+        return False
+    uow.session.add(
+        CerNotification(
+            facility_id=facility_id,
+            event_id=note.event_id,
+            event_type=note.event_type.value,
+            occurred_at=note.occurred_at,
+            slot_id=note.slot_id,
+        )
+    )
+    uow.emit(
+        events.CerNotificationReceived(
+            cer_event_id=note.event_id,
+            cer_event_type=note.event_type.value,
+            occurred_at=note.occurred_at,
+            slot_id=note.slot_id,
+            patient_pesel=note.patient_pesel,
+        ),
+        facility_id=facility_id,
+        event_id=events.external_event_id("cer", f"{facility_id}:{note.event_id}"),
+    )
+    try:
+        await uow.commit()
+    except IntegrityError:  # the same event id committed by a concurrent call
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- changes out (queued)
+
+
+def _queue(
+    session: AsyncSession,
+    facility_id: str,
+    kind: str,
+    reference: object,
+    payload: dict[str, object],
+    specialty: str | None = None,
+) -> None:
+    outgoing.enqueue(session, CerOutgoing, facility_id, kind, str(reference), payload, specialty=specialty)
+
+
+def queue_endpoint(session: AsyncSession, row: CerSettings) -> None:
+    """The administrator's settings go to CeR's panel too: CeR signs with the secret and calls the endpoint."""
+    body = NotificationSettings(endpoint=row.endpoint, email=row.email, secret=row.secret)
+    _queue(session, row.facility_id, CER_REGISTER_ENDPOINT, uuid.uuid4(), body.model_dump(mode="json"))
+
+
+def queue_schedule(session: AsyncSession, facility_id: str, published: scheduling_events.SchedulePublished) -> None:
+    if not published.cer_published:
+        return
+    session.add(
+        CerSchedule(
+            schedule_id=published.schedule_id,
+            facility_id=facility_id,
+            specialty=published.cer_specialty,
+            date=published.date,
+            slots=len(published.slots),
+        )
+    )
+    body = Schedule(
+        facility_id=facility_id,
+        schedule_id=published.schedule_id,
+        specialty=published.cer_specialty,
+        slots=[PublishedSlot(slot_id=s.slot_id, start=s.start, end=s.end) for s in published.slots],
+    )
+    _queue(
+        session,
+        facility_id,
+        CER_PUBLISH_SCHEDULE,
+        published.schedule_id,
+        body.model_dump(mode="json"),
+        published.cer_specialty,
+    )
+
+
+def queue_booking(
+    session: AsyncSession, facility_id: str, reference: uuid.UUID, booked: scheduling_events.BookingCreated
+) -> None:
+    if not booked.cer_published or booked.source in FROM_CER:
+        return
+    body = FacilityBooking(
+        facility_id=facility_id,
+        booking_id=booked.booking_id,
+        slot_id=booked.slot_id,
+        patient_pesel=booked.patient_pesel,
+    )
+    _queue(session, facility_id, CER_BOOK, reference, body.model_dump(mode="json"), booked.cer_specialty)
+
+
+def queue_cancellation(
+    session: AsyncSession, facility_id: str, reference: uuid.UUID, cancelled: scheduling_events.BookingCancelled
+) -> None:
+    if not cancelled.cer_published or cancelled.by_cer:
+        return
+    _queue_cancel(
+        session, facility_id, reference, cancelled.booking_id, cancelled.slot_id, cancelled.patient_pesel, None
+    )
+
+
+def _queue_cancel(
+    session: AsyncSession,
+    facility_id: str,
+    reference: object,
+    booking_id: uuid.UUID,
+    slot_id: uuid.UUID,
+    pesel: str,
+    specialty: str | None,
+) -> None:
+    body = FacilityCancellation(facility_id=facility_id, slot_id=slot_id, patient_pesel=pesel)
+    payload = {"booking_id": str(booking_id), **body.model_dump(mode="json")}
+    _queue(session, facility_id, CER_CANCEL, reference, payload, specialty)
+
+
+def queue_move(
+    session: AsyncSession, facility_id: str, reference: uuid.UUID, moved: scheduling_events.BookingMoved
+) -> None:
+    """A visit moved to a colleague: CeR frees the old slot and books the new one, in that order."""
+    if moved.old_cer_published:
+        _queue_cancel(
+            session, facility_id, f"{reference}:old", moved.booking_id, moved.old_slot_id, moved.patient_pesel, None
+        )
+    if moved.new_cer_published:
+        body = FacilityBooking(
+            facility_id=facility_id,
+            booking_id=moved.booking_id,
+            slot_id=moved.new_slot_id,
+            patient_pesel=moved.patient_pesel,
+        )
+        _queue(
+            session, facility_id, CER_BOOK, f"{reference}:new", body.model_dump(mode="json"), moved.new_cer_specialty
+        )
+
+
+def queue_withdrawal(
+    session: AsyncSession, facility_id: str, reference: uuid.UUID, withdrawn: scheduling_events.SlotsWithdrawn
+) -> None:
+    body = SlotsWithdrawal(facility_id=facility_id, slot_ids=withdrawn.slot_ids)
+    _queue(session, facility_id, CER_WITHDRAW_SLOTS, reference, body.model_dump(mode="json"), withdrawn.cer_specialty)
+
+
+def queue_refusal(
+    session: AsyncSession, facility_id: str, reference: uuid.UUID, conflict: scheduling_events.CerConflict
+) -> None:
+    """CeR must hear that its booking was not taken, and who holds the slot here instead."""
+    if not conflict.cer_published:
+        return  # a slot CeR does not know: nothing to put right there
+    body = Refusal(
+        facility_id=facility_id,
+        slot_id=conflict.slot_id,
+        patient_pesel=conflict.patient_pesel,
+        cer_event_id=conflict.cer_event_id,
+        reason=conflict.reason[:1000],
+        held_by_booking_id=conflict.held_by_booking_id,
+        held_by_pesel=conflict.held_by_pesel,
+    )
+    _queue(session, facility_id, CER_REFUSE, reference, body.model_dump(mode="json"))
+
+
+# ----------------------------------------------------------------------------- the forwarder
+
+
+def cer_forwarder(
+    sessions: async_sessionmaker[AsyncSession],
+    new_uow: Callable[[], UnitOfWork],
+    cer: CerClient,
+    retry_seconds: float,
+    retry_max_seconds: float,
+) -> outgoing.Forwarder[CerOutgoing]:
+    async def deliver(item: CerOutgoing) -> None:
+        payload = json.loads(item.payload)
+        if item.kind == CER_REGISTER_ENDPOINT:
+            await cer.register_endpoint(item.facility_id, NotificationSettings.model_validate(payload))
+        elif item.kind == CER_PUBLISH_SCHEDULE:
+            await cer.publish_schedule(Schedule.model_validate(payload))
+        elif item.kind == CER_WITHDRAW_SLOTS:
+            await cer.withdraw_slots(SlotsWithdrawal.model_validate(payload))
+        elif item.kind == CER_BOOK:
+            await cer.report_booking(FacilityBooking.model_validate(payload))
+        elif item.kind == CER_CANCEL:
+            booking_id = uuid.UUID(payload.pop("booking_id"))
+            await cer.report_cancellation(booking_id, FacilityCancellation.model_validate(payload))
+        elif item.kind == CER_REFUSE:
+            await cer.refuse_booking(Refusal.model_validate(payload))
+        else:
+            raise CerError(f"unknown kind {item.kind!r}")
+
+    async def settled(uow: UnitOfWork, row: CerOutgoing, error: str | None) -> None:
+        if error is None:
+            if row.kind == CER_PUBLISH_SCHEDULE:
+                await uow.session.execute(
+                    sa.update(CerSchedule)
+                    .where(CerSchedule.schedule_id == uuid.UUID(row.reference))
+                    .values(accepted_at=utcnow())
+                )
+            return
+        settings = await uow.session.get(CerSettings, row.facility_id)
+        payload = json.loads(row.payload)
+        slot = payload.get("slot_id")
+        uow.emit(
+            events.CerSyncFailed(
+                failure=f"CeR odrzucił zmianę ({_KIND_PL.get(row.kind, row.kind)}): {error}",
+                email=settings.email if settings else None,
+                slot_id=uuid.UUID(slot) if slot else None,
+            ),
+            facility_id=row.facility_id,
+        )
+        log.error("cer_change_rejected", kind=row.kind, reference=row.reference, reason=error)
+
+    return outgoing.Forwarder(
+        sessions, new_uow, CerOutgoing, deliver, CerUnavailable, retry_seconds, retry_max_seconds, settled
+    )
+
+
+_KIND_PL = {
+    CER_REGISTER_ENDPOINT: "adres powiadomień",
+    CER_PUBLISH_SCHEDULE: "publikacja harmonogramu",
+    CER_WITHDRAW_SLOTS: "wycofanie terminów",
+    CER_BOOK: "rezerwacja w placówce",
+    CER_CANCEL: "odwołanie wizyty",
+    CER_REFUSE: "odmowa rezerwacji z CeR",
+}
+
+
+# ----------------------------------------------------------------------------- reconciliation
+
+
+@dataclass
+class Reconciler:
+    sessions: async_sessionmaker[AsyncSession]
+    new_uow: Callable[[], UnitOfWork]
+    cer: CerClient
+    scheduling: SchedulingClient
+    timezone: str
+
+    async def reconcile_all(self) -> int:
+        async with self.sessions() as session:
+            facilities = list(await session.scalars(sa.select(CerSettings.facility_id)))
+        differences = 0
+        for facility_id in facilities:
+            try:
+                found = await self.reconcile(facility_id)
+            except ProblemError as exc:
+                log.warning("cer_reconciliation_skipped", facility_id=facility_id, reason=exc.detail)
+                continue
+            differences += len(found.missing_locally) + len(found.missing_in_cer)
+        return differences
+
+    async def reconcile(self, facility_id: str) -> schemas.ReconcileOut:
+        since = dt.datetime.combine(
+            dt.datetime.now(ZoneInfo(self.timezone)).date(), dt.time(0), ZoneInfo(self.timezone)
+        )
+        try:
+            in_cer = [b for b in await self.cer.bookings(facility_id) if b.start >= since]
+        except CerError as exc:
+            raise ProblemError(
+                f"CeR could not answer: {exc.message}; try again later", status=503, code="cer-unavailable"
+            ) from exc
+        try:
+            local = await self.scheduling.bookings(facility_id, cer_published=True, start_from=since)
+        except SchedulingClientError as exc:
+            raise ProblemError(
+                f"the scheduling service could not answer: {exc}; try again later",
+                status=503,
+                code="scheduling-unavailable",
+            ) from exc
+        in_flight = await self._slots_in_flight(facility_id)
+        found = domain.drift(
+            [
+                domain.BookedVisit(b.slot_id, b.patient_pesel, str(b.cer_booking_id), b.start, b.channel)
+                for b in in_cer
+                if b.slot_id not in in_flight
+            ],
+            [
+                domain.BookedVisit(b.slot_id, b.patient_pesel, str(b.id), b.start or since)
+                for b in local
+                if b.slot_id not in in_flight
+            ],
+        )
+        missing_locally = [await self._repair(facility_id, visit) for visit in found.missing_locally]
+        missing_in_cer = [
+            _item(v, repaired=False, reason="booked at the facility, unknown to CeR") for v in found.missing_in_cer
+        ]
+        await self._report(facility_id, missing_locally, missing_in_cer)
+        return schemas.ReconcileOut(
+            missing_locally=missing_locally,
+            missing_in_cer=missing_in_cer,
+            repaired=sum(1 for item in missing_locally if item.repaired),
+            checked_at=utcnow(),
+        )
+
+    async def _slots_in_flight(self, facility_id: str) -> set[uuid.UUID]:
+        async with self.sessions() as session:
+            payloads = await session.scalars(
+                sa.select(CerOutgoing.payload).where(
+                    CerOutgoing.facility_id == facility_id,
+                    CerOutgoing.status == PENDING,
+                    CerOutgoing.kind.in_((CER_BOOK, CER_CANCEL, CER_REFUSE)),
+                )
+            )
+            return {uuid.UUID(json.loads(p)["slot_id"]) for p in payloads}
+
+    async def _repair(self, facility_id: str, visit: domain.BookedVisit) -> schemas.DriftItem:
+        source = CHANNEL_SOURCE.get(visit.channel)
+        if source is None:
+            return _item(visit, repaired=False, reason="booked by the facility in CeR, not booked here: check it")
+        try:
+            booked = await self.scheduling.book(
+                facility_id,
+                visit.slot_id,
+                visit.patient_pesel,
+                idempotency_key=f"cer-reconcile:{visit.reference}",
+                source=source,
+            )
+        except SchedulingClientError as exc:
+            return _item(visit, repaired=False, reason=f"could not be booked here: {exc.message}")
+        if booked is None:
+            return _item(visit, repaired=False, reason="the slot is taken here by another patient or not available")
+        log.info("cer_booking_repaired", slot_id=str(visit.slot_id), patient=mask_pesel(visit.patient_pesel))
+        return _item(visit, repaired=True, reason=None)
+
+    async def _report(
+        self, facility_id: str, missing_locally: list[schemas.DriftItem], missing_in_cer: list[schemas.DriftItem]
+    ) -> None:
+        """Each difference once: a drift the periodic job sees again every run is not mailed again."""
+        found = [(MISSING_LOCALLY, i) for i in missing_locally] + [(MISSING_IN_CER, i) for i in missing_in_cer]
+        if not found:
+            return
+        async with self.new_uow() as uow:
+            new: list[tuple[str, schemas.DriftItem]] = []
+            for kind, item in found:
+                if await uow.session.get(CerDrift, (facility_id, kind, item.reference)) is None:
+                    uow.session.add(
+                        CerDrift(
+                            facility_id=facility_id,
+                            kind=kind,
+                            reference=item.reference,
+                            slot_id=item.slot_id,
+                            detail=(item.reason or "repaired")[:400],
+                            repaired=item.repaired,
+                        )
+                    )
+                    new.append((kind, item))
+            if new:
+                settings = await uow.session.get(CerSettings, facility_id)
+                uow.emit(
+                    events.CerSyncFailed(
+                        failure=_drift_text(new),
+                        email=settings.email if settings else None,
+                        slot_id=new[0][1].slot_id if len(new) == 1 else None,
+                        start=new[0][1].start if len(new) == 1 else None,
+                    ),
+                    facility_id=facility_id,
+                )
+            try:
+                await uow.commit()
+            except IntegrityError:
+                return  # another replica reported the same differences this moment
+
+
+def _item(visit: domain.BookedVisit, *, repaired: bool, reason: str | None) -> schemas.DriftItem:
+    return schemas.DriftItem(
+        slot_id=visit.slot_id,
+        patient_pesel=visit.patient_pesel,
+        start=visit.start,
+        reference=visit.reference,
+        channel=visit.channel,
+        repaired=repaired,
+        reason=reason,
+    )
+
+
+def _drift_text(new: list[tuple[str, schemas.DriftItem]]) -> str:
+    lines = []
+    for kind, item in new[:20]:
+        when = item.start.astimezone(ZoneInfo("Europe/Warsaw")).strftime("%Y-%m-%d %H:%M")
+        if kind == MISSING_LOCALLY:
+            state = "dopisana do harmonogramu" if item.repaired else f"NIE dopisana ({item.reason})"
+            lines.append(f"wizyta {when} potwierdzona w CeR, brak w placówce: {state}")
+        else:
+            lines.append(f"wizyta {when} zapisana w placówce, brak w CeR")
+    more = f"; i {len(new) - 20} innych" if len(new) > 20 else ""
+    return "uzgodnienie z CeR wykazało różnice: " + "; ".join(lines) + more
+
+
+# ----------------------------------------------------------------------------- compliance
+
+
+async def compliance(session: AsyncSession, facility_id: str, today: dt.date) -> schemas.ComplianceOut:
+    schedules = {
+        specialty: (count, first)
+        for specialty, count, first in (
+            await session.execute(
+                sa.select(CerSchedule.specialty, sa.func.count(), sa.func.min(CerSchedule.accepted_at))
+                .where(CerSchedule.facility_id == facility_id)
+                .group_by(CerSchedule.specialty)
+            )
+        ).all()
+    }
+    unsent: dict[str | None, int] = {
+        specialty: int(count)
+        for specialty, count in (
+            await session.execute(
+                sa.select(CerOutgoing.specialty, sa.func.count())
+                .where(CerOutgoing.facility_id == facility_id, CerOutgoing.status.in_((PENDING, REJECTED)))
+                .group_by(CerOutgoing.specialty)
+            )
+        ).all()
+    }
+    warsaw = ZoneInfo("Europe/Warsaw")
+    specialties = []
+    for specialty in domain.CER_SPECIALTIES:
+        count, first = schedules.get(specialty, (0, None))
+        first_on = outgoing.as_utc(first).astimezone(warsaw).date() if first is not None else None
+        found = domain.specialty_compliance(specialty, count, first_on, unsent.get(specialty, 0), today)
+        specialties.append(schemas.SpecialtyComplianceOut.from_domain(found))
+    return schemas.ComplianceOut(today=today, specialties=specialties)
