@@ -81,6 +81,13 @@ async def updated_rows(session: AsyncSession, statement: sa.Update) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def upsert_insert(session: AsyncSession) -> Any:
+    """The dialect's ``insert`` (PostgreSQL or SQLite), which has ``on_conflict_do_*`` for upserts."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from shared.http_client import ErrorKinds, HttpClientError, JsonAnswer, JsonClient, JsonRequest, segment
 
@@ -44,7 +44,7 @@ class CerBadAnswer(CerError):
 class NotificationSettings(JsonRequest):
     endpoint: str
     email: str
-    secret: str
+    secret: str = Field(repr=False)
 
 
 class PublishedSlot(JsonRequest):
@@ -69,30 +69,30 @@ class FacilityBooking(JsonRequest):
     facility_id: str
     booking_id: uuid.UUID
     slot_id: uuid.UUID
-    patient_pesel: str
+    patient_pesel: str = Field(repr=False)
 
 
 class FacilityCancellation(JsonRequest):
     facility_id: str
     slot_id: uuid.UUID | None = None
-    patient_pesel: str | None = None
+    patient_pesel: str | None = Field(default=None, repr=False)
 
 
 class Refusal(JsonRequest):
     facility_id: str
     slot_id: uuid.UUID
-    patient_pesel: str
+    patient_pesel: str = Field(repr=False)
     cer_event_id: str
     reason: str
     held_by_booking_id: uuid.UUID | None = None
-    held_by_pesel: str | None = None
+    held_by_pesel: str | None = Field(default=None, repr=False)
 
 
 class CerBooking(JsonAnswer):
     cer_booking_id: uuid.UUID
     facility_id: str
     slot_id: uuid.UUID
-    patient_pesel: str
+    patient_pesel: str = Field(repr=False)
     channel: str
     status: Literal["active", "cancelled", "refused"]
     start: dt.datetime

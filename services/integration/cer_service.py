@@ -48,16 +48,18 @@ from services.integration.models import (
     CER_WITHDRAW_SLOTS,
     PENDING,
     REJECTED,
+    SENT,
     CerDrift,
     CerNotification,
     CerOutgoing,
     CerSchedule,
     CerSettings,
+    CerVisit,
 )
 from services.scheduling import events as scheduling_events
 from services.scheduling.client import SchedulingClient, SchedulingClientError
 from services.scheduling.schemas import BookingSource
-from shared.db import utcnow
+from shared.db import upsert_insert, utcnow
 from shared.logging import mask_pesel
 from shared.outbox import UnitOfWork
 from shared.problems import FieldError, ProblemError, Unauthorized, Unprocessable
@@ -177,61 +179,104 @@ def queue_schedule(session: AsyncSession, facility_id: str, published: schedulin
     )
 
 
-def queue_booking(
-    session: AsyncSession, facility_id: str, reference: uuid.UUID, booked: scheduling_events.BookingCreated
-) -> None:
+class ScheduleNotYetQueued(RuntimeError):
+    """A booking of a slot whose schedule's publication this service has not consumed yet: events
+    may overtake each other on the bus, and CeR must get the schedule before its bookings. The bus
+    delivers the event again after a delay, by when the publication is here."""
+
+
+def visit_reference(booking_id: uuid.UUID, slot_id: uuid.UUID) -> uuid.UUID:
+    """One reference for a booking on one slot, shared by its ``book`` and its ``cancel``: a
+    cancellation consumed before its booking is found by it, and the booking is then never sent."""
+    return uuid.uuid5(events.EXTERNAL_NAMESPACE, f"cer-visit:{booking_id}:{slot_id}")
+
+
+async def _visit(session: AsyncSession, facility_id: str, reference: uuid.UUID) -> CerVisit:
+    """The visit's row, created if new and locked: its booking and cancellation queue one at a time."""
+    insert = upsert_insert(session)
+    await session.execute(
+        insert(CerVisit)
+        .values(reference=reference, facility_id=facility_id, booked=False, cancelled=False)
+        .on_conflict_do_nothing(index_elements=[CerVisit.reference])
+    )
+    return await session.get_one(CerVisit, reference, with_for_update=True, populate_existing=True)
+
+
+async def queue_booking(session: AsyncSession, facility_id: str, booked: scheduling_events.BookingCreated) -> None:
     if not booked.cer_published or booked.source in FROM_CER:
         return
-    body = FacilityBooking(
-        facility_id=facility_id,
-        booking_id=booked.booking_id,
-        slot_id=booked.slot_id,
-        patient_pesel=booked.patient_pesel,
+    await _queue_book(
+        session,
+        facility_id,
+        booked.booking_id,
+        booked.slot_id,
+        booked.patient_pesel,
+        booked.schedule_id,
+        booked.cer_specialty,
     )
-    _queue(session, facility_id, CER_BOOK, reference, body.model_dump(mode="json"), booked.cer_specialty)
 
 
-def queue_cancellation(
-    session: AsyncSession, facility_id: str, reference: uuid.UUID, cancelled: scheduling_events.BookingCancelled
+async def _queue_book(
+    session: AsyncSession,
+    facility_id: str,
+    booking_id: uuid.UUID,
+    slot_id: uuid.UUID,
+    pesel: str,
+    schedule_id: uuid.UUID | None,
+    specialty: str | None,
+) -> None:
+    reference = visit_reference(booking_id, slot_id)
+    visit = await _visit(session, facility_id, reference)
+    if visit.cancelled or visit.booked:
+        return  # already cancelled (the cancellation came first) or already queued
+    if schedule_id is not None and await session.get(CerSchedule, schedule_id) is None:
+        raise ScheduleNotYetQueued(f"the publication of schedule {schedule_id} has not been consumed yet")
+    body = FacilityBooking(facility_id=facility_id, booking_id=booking_id, slot_id=slot_id, patient_pesel=pesel)
+    _queue(session, facility_id, CER_BOOK, reference, body.model_dump(mode="json"), specialty)
+    visit.booked = True
+
+
+async def queue_cancellation(
+    session: AsyncSession, facility_id: str, cancelled: scheduling_events.BookingCancelled
 ) -> None:
     if not cancelled.cer_published or cancelled.by_cer:
         return
-    _queue_cancel(
-        session, facility_id, reference, cancelled.booking_id, cancelled.slot_id, cancelled.patient_pesel, None
+    await _queue_cancel(
+        session, facility_id, cancelled.booking_id, cancelled.slot_id, cancelled.patient_pesel, cancelled.cer_specialty
     )
 
 
-def _queue_cancel(
+async def _queue_cancel(
     session: AsyncSession,
     facility_id: str,
-    reference: object,
     booking_id: uuid.UUID,
     slot_id: uuid.UUID,
     pesel: str,
     specialty: str | None,
 ) -> None:
+    reference = visit_reference(booking_id, slot_id)
+    visit = await _visit(session, facility_id, reference)
+    if visit.cancelled:
+        return
     body = FacilityCancellation(facility_id=facility_id, slot_id=slot_id, patient_pesel=pesel)
     payload = {"booking_id": str(booking_id), **body.model_dump(mode="json")}
     _queue(session, facility_id, CER_CANCEL, reference, payload, specialty)
+    visit.cancelled = True
 
 
-def queue_move(
-    session: AsyncSession, facility_id: str, reference: uuid.UUID, moved: scheduling_events.BookingMoved
-) -> None:
+async def queue_move(session: AsyncSession, facility_id: str, moved: scheduling_events.BookingMoved) -> None:
     """A visit moved to a colleague: CeR frees the old slot and books the new one, in that order."""
     if moved.old_cer_published:
-        _queue_cancel(
-            session, facility_id, f"{reference}:old", moved.booking_id, moved.old_slot_id, moved.patient_pesel, None
-        )
+        await _queue_cancel(session, facility_id, moved.booking_id, moved.old_slot_id, moved.patient_pesel, None)
     if moved.new_cer_published:
-        body = FacilityBooking(
-            facility_id=facility_id,
-            booking_id=moved.booking_id,
-            slot_id=moved.new_slot_id,
-            patient_pesel=moved.patient_pesel,
-        )
-        _queue(
-            session, facility_id, CER_BOOK, f"{reference}:new", body.model_dump(mode="json"), moved.new_cer_specialty
+        await _queue_book(
+            session,
+            facility_id,
+            moved.booking_id,
+            moved.new_slot_id,
+            moved.patient_pesel,
+            moved.new_schedule_id,
+            moved.new_cer_specialty,
         )
 
 
@@ -290,12 +335,7 @@ def cer_forwarder(
 
     async def settled(uow: UnitOfWork, row: CerOutgoing, error: str | None) -> None:
         if error is None:
-            if row.kind == CER_PUBLISH_SCHEDULE:
-                await uow.session.execute(
-                    sa.update(CerSchedule)
-                    .where(CerSchedule.schedule_id == uuid.UUID(row.reference))
-                    .values(accepted_at=utcnow())
-                )
+            await _accepted(uow.session, row)
             return
         settings = await uow.session.get(CerSettings, row.facility_id)
         payload = json.loads(row.payload)
@@ -313,6 +353,29 @@ def cer_forwarder(
     return outgoing.Forwarder(
         sessions, new_uow, CerOutgoing, deliver, CerUnavailable, retry_seconds, retry_max_seconds, settled
     )
+
+
+async def _accepted(session: AsyncSession, row: CerOutgoing) -> None:
+    if row.kind == CER_PUBLISH_SCHEDULE:
+        await session.execute(
+            sa.update(CerSchedule)
+            .where(CerSchedule.schedule_id == uuid.UUID(row.reference))
+            .values(accepted_at=utcnow())
+        )
+    elif row.kind == CER_REFUSE:
+        # The desk's own booking of the slot, refused by CeR while CeR's patient still held it, is in
+        # CeR now: the refusal gave the slot to it.
+        refusal = Refusal.model_validate_json(row.payload)
+        if refusal.held_by_booking_id is not None:
+            await session.execute(
+                sa.update(CerOutgoing)
+                .where(
+                    CerOutgoing.kind == CER_BOOK,
+                    CerOutgoing.reference == str(visit_reference(refusal.held_by_booking_id, refusal.slot_id)),
+                    CerOutgoing.status == REJECTED,
+                )
+                .values(status=SENT, sent_at=utcnow())
+            )
 
 
 _KIND_PL = {
@@ -380,7 +443,12 @@ class Reconciler:
                 if b.slot_id not in in_flight
             ],
         )
-        missing_locally = [await self._repair(facility_id, visit) for visit in found.missing_locally]
+        # A refused repair is not replayed once the slot's holder here has changed (a new key then).
+        holders = {b.slot_id: str(b.id) for b in local}
+        missing_locally = [
+            await self._repair(facility_id, visit, holders.get(visit.slot_id, "free"))
+            for visit in found.missing_locally
+        ]
         missing_in_cer = [
             _item(v, repaired=False, reason="booked at the facility, unknown to CeR") for v in found.missing_in_cer
         ]
@@ -403,7 +471,7 @@ class Reconciler:
             )
             return {uuid.UUID(json.loads(p)["slot_id"]) for p in payloads}
 
-    async def _repair(self, facility_id: str, visit: domain.BookedVisit) -> schemas.DriftItem:
+    async def _repair(self, facility_id: str, visit: domain.BookedVisit, holder: str) -> schemas.DriftItem:
         source = CHANNEL_SOURCE.get(visit.channel)
         if source is None:
             return _item(visit, repaired=False, reason="booked by the facility in CeR, not booked here: check it")
@@ -412,7 +480,7 @@ class Reconciler:
                 facility_id,
                 visit.slot_id,
                 visit.patient_pesel,
-                idempotency_key=f"cer-reconcile:{visit.reference}",
+                idempotency_key=f"cer-reconcile:{visit.reference}:{holder}",
                 source=source,
             )
         except SchedulingClientError as exc:

@@ -109,7 +109,9 @@ def _deadline(offered: bool, on_time: bool, first: dt.date | None, today: dt.dat
         return PaymentRisk(SCHEDULES_DUE, rule, OK, f"first published on {first}")
     if today <= SCHEDULES_DUE:
         left = (SCHEDULES_DUE - today).days
-        return PaymentRisk(SCHEDULES_DUE, rule, AT_RISK, f"not yet accepted by CeR; {left} days left")
+        return PaymentRisk(
+            SCHEDULES_DUE, rule, AT_RISK, f"not yet accepted by CeR; {left} day{'' if left == 1 else 's'} left"
+        )
     late = f"first published on {first}, after the deadline" if first else "never published"
     return PaymentRisk(SCHEDULES_DUE, rule, BREACHED, late)
 

@@ -133,12 +133,12 @@ def subscribe(ctx: ServiceContext) -> None:
             if envelope.type == SchedulePublished.event_type:
                 cer_service.queue_schedule(session, facility, SchedulePublished.model_validate(envelope.payload))
             elif envelope.type == BookingCreated.event_type:
-                cer_service.queue_booking(session, facility, ref, BookingCreated.model_validate(envelope.payload))
+                await cer_service.queue_booking(session, facility, BookingCreated.model_validate(envelope.payload))
             elif envelope.type == BookingCancelled.event_type:
                 cancelled = BookingCancelled.model_validate(envelope.payload)
-                cer_service.queue_cancellation(session, facility, ref, cancelled)
+                await cer_service.queue_cancellation(session, facility, cancelled)
             elif envelope.type == BookingMoved.event_type:
-                cer_service.queue_move(session, facility, ref, BookingMoved.model_validate(envelope.payload))
+                await cer_service.queue_move(session, facility, BookingMoved.model_validate(envelope.payload))
             elif envelope.type == SlotsWithdrawn.event_type:
                 cer_service.queue_withdrawal(session, facility, ref, SlotsWithdrawn.model_validate(envelope.payload))
             await uow.commit()

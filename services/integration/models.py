@@ -151,6 +151,18 @@ class CerSchedule(Base):
     accepted_at: Mapped[dt.datetime | None]  # CeR answered the publication
 
 
+class CerVisit(Base):
+    """One booking on one slot as CeR must hear of it: taken first (a row lock) by whichever of its
+    booking and its cancellation is consumed first, so that concurrent consumers queue them in the
+    right order and a cancellation overtaking its booking means the booking is never sent."""
+
+    __tablename__ = "cer_visits"
+    reference: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    facility_id: Mapped[str] = mapped_column(sa.String(64))
+    booked: Mapped[bool] = mapped_column(default=False)
+    cancelled: Mapped[bool] = mapped_column(default=False)
+
+
 class CerDrift(Base):
     """A difference between CeR and the local schedule found by reconciliation, reported once."""
 

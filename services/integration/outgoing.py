@@ -8,21 +8,23 @@ for good is ``rejected`` and the queue moves on; the owner hears of it through `
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.integration.models import PENDING, REJECTED, SENT, OutgoingMixin
-from shared.db import utcnow
+from shared.db import updated_rows, utcnow
 from shared.http_client import HttpClientError
 from shared.outbox import UnitOfWork
 
 Row = TypeVar("Row", bound=OutgoingMixin)
+CLAIM_LEASE_SECONDS = 120  # longer than any call to P1 or CeR may take
 
 
 def enqueue(
@@ -62,20 +64,44 @@ class Forwarder(Generic[Row]):
     # In the transaction that settles a change: sent (error None) or rejected (the reason).
     on_settled: Callable[[UnitOfWork, Row, str | None], Awaitable[None]] | None = None
 
+    # One pass of this process at a time (the periodic one and one started by hand).
+    _one_pass: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False, compare=False)
+
     async def forward_pending(self, now: dt.datetime | None = None) -> int:
-        sent = 0
-        while True:
-            now = now or utcnow()
-            async with self.sessions() as session:
-                head = await session.scalar(
-                    sa.select(self.model).where(self.model.status == PENDING).order_by(self.model.id).limit(1)
+        async with self._one_pass:
+            sent = 0
+            while True:
+                now = now or utcnow()
+                async with self.sessions() as session:
+                    head = await session.scalar(
+                        sa.select(self.model).where(self.model.status == PENDING).order_by(self.model.id).limit(1)
+                    )
+                if head is None or head.next_attempt_at > now:
+                    return sent
+                if not await self._claim(head):
+                    return sent  # another replica is sending the head: nothing may overtake it
+                if not await self._send(head):
+                    return sent
+                sent += 1
+                now = None
+
+    async def _claim(self, head: Row) -> bool:
+        """Take the head for one attempt: of two replicas only one sends it (a second copy arriving
+        late could undo a later change, e.g. book a visit again after its cancellation). The lease
+        ends the claim if this process dies mid-send."""
+        async with self.new_uow() as uow:
+            claimed = await updated_rows(
+                uow.session,
+                sa.update(self.model)
+                .where(
+                    self.model.id == head.id,
+                    self.model.status == PENDING,
+                    self.model.next_attempt_at == head.next_attempt_at,
                 )
-            if head is None or head.next_attempt_at > now:
-                return sent
-            if not await self._send(head):
-                return sent
-            sent += 1
-            now = None
+                .values(next_attempt_at=utcnow() + dt.timedelta(seconds=CLAIM_LEASE_SECONDS)),
+            )
+            await uow.commit()
+        return claimed == 1
 
     async def _send(self, item: Row) -> bool:
         """True when the item is settled (sent or rejected); False when the system is down."""

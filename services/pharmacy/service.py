@@ -8,14 +8,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.pharmacy import domain, schemas
 from services.pharmacy.catalogue_csv import CsvFileError, ParsedCatalogue, ProductDraft, parse_catalogue
 from services.pharmacy.models import Base, PharmacySettings, Product, ProductSubstance, PsychoactiveLimit
-from shared.db import utcnow
+from shared.db import upsert_insert, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, Unprocessable
 
@@ -205,8 +204,7 @@ async def get_policy(session: AsyncSession, pharmacy_id: str) -> domain.Policy:
 
 async def set_policy(uow: UnitOfWork, pharmacy_id: str, policy: domain.Policy) -> domain.Policy:
     # An upsert: two first-time PUTs of one pharmacy at the same moment must not collide on the key.
-    dialect = uow.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(uow.session)
     values = {"psychoactive_policy": policy.value, "updated_at": utcnow()}
     await uow.session.execute(
         insert(PharmacySettings)

@@ -38,7 +38,7 @@ from typing import Annotated, Literal
 
 import httpx
 import structlog
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.identifiers import Pesel
@@ -324,7 +324,8 @@ async def _deliver(state: CerState, delivery: Delivery) -> None:
                         return
                 except httpx.HTTPError as exc:
                     delivery.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            await asyncio.sleep(min(state.retry_seconds * 2 ** (attempt - 1), MAX_RETRY_DELAY_SECONDS))
+            if attempt < state.max_attempts:  # after the last one there is nothing to wait for
+                await asyncio.sleep(min(state.retry_seconds * 2 ** (attempt - 1), MAX_RETRY_DELAY_SECONDS))
     delivery.status = "failed"
     log.warning("cer_notification_failed", event_id=delivery.event_id, attempts=delivery.attempts)
 
@@ -377,14 +378,15 @@ async def publish_schedule(body: ScheduleIn, state: StateDep) -> list[SlotOut]:
 
 @_system.post("/slots/withdraw", response_model=StatusOut, summary="Stop offering slots")
 async def withdraw_slots(body: WithdrawIn, state: StateDep) -> StatusOut:
-    for slot_id in body.slot_ids:
-        state.slot(body.facility_id, slot_id).withdrawn = True
+    # Every slot is looked up before any is withdrawn: a 404 must leave nothing half done.
+    for slot in [state.slot(body.facility_id, slot_id) for slot_id in body.slot_ids]:
+        slot.withdrawn = True
     state.record(body.facility_id, "withdraw_slots", ",".join(map(str, body.slot_ids))[:200])
     return StatusOut(up=True)
 
 
 @_system.post("/bookings", status_code=201, response_model=BookingOut, responses={200: {"description": "known"}})
-async def facility_booking(body: FacilityBookingIn, state: StateDep) -> BookingOut:
+async def facility_booking(body: FacilityBookingIn, state: StateDep, response: Response) -> BookingOut:
     """A booking made at the facility; 409 when CeR gave the slot to another patient."""
     state.slot(body.facility_id, body.slot_id)
     holder = state.active_on(body.slot_id)
@@ -393,6 +395,7 @@ async def facility_booking(body: FacilityBookingIn, state: StateDep) -> BookingO
     ):
         state.bookings[holder.cer_booking_id] = holder.model_copy(update={"local_booking_id": body.booking_id})
         state.record(body.facility_id, "book", str(body.booking_id), repeated=True)
+        response.status_code = 200
         return state.bookings[holder.cer_booking_id]
     if holder is not None:
         raise Conflict("CeR has given this slot to another patient", code="slot-taken-in-cer")
@@ -429,9 +432,13 @@ async def facility_cancellation(booking_id: uuid.UUID, body: FacilityCancelIn, s
         and b.status == "active"
         and (b.local_booking_id == booking_id or (b.slot_id == body.slot_id and b.patient_pesel == body.patient_pesel))
     ]
+    # The same cancellation again; a first one with nothing to cancel (a visit CeR never heard of) is not.
+    repeated = not found and any(
+        b.local_booking_id == booking_id and b.status == "cancelled" for b in state.bookings.values()
+    )
     for booking in found:
         state.set_status(booking, "cancelled")
-    state.record(body.facility_id, "cancel", str(booking_id), repeated=not found)
+    state.record(body.facility_id, "cancel", str(booking_id), repeated=repeated)
     return StatusOut(up=True)
 
 

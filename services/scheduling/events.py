@@ -24,6 +24,7 @@ class BookingCreated(EventPayload):
     source: str
     cer_published: bool
     cer_specialty: str | None = None
+    schedule_id: uuid.UUID | None = None
 
 
 class BookingCancelled(EventPayload):
@@ -50,6 +51,7 @@ class BookingMoved(EventPayload):
     old_cer_published: bool = False
     new_cer_published: bool = False
     new_cer_specialty: str | None = None
+    new_schedule_id: uuid.UUID | None = None
 
 
 class BookingNeedsRescheduling(EventPayload):

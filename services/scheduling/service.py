@@ -362,6 +362,7 @@ async def _commit_booking(
             source=booking.source,
             cer_published=cer.published,
             cer_specialty=cer.specialty,
+            schedule_id=slot.schedule_id,
         ),
         facility_id=facility_id,
     )
@@ -587,6 +588,7 @@ async def _move_to_first_free(
                 old_cer_published=old_cer.published,
                 new_cer_published=new_cer.published,
                 new_cer_specialty=new_cer.specialty,
+                new_schedule_id=new_slot.schedule_id,
             ),
             facility_id=booking.facility_id,
         )

@@ -53,6 +53,14 @@ def upgrade() -> None:
     with op.batch_alter_table("cer_schedules", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_cer_schedules_facility_id"), ["facility_id"], unique=False)
     op.create_table(
+        "cer_visits",
+        sa.Column("reference", sa.Uuid(), nullable=False),
+        sa.Column("facility_id", sa.String(length=64), nullable=False),
+        sa.Column("booked", sa.Boolean(), nullable=False),
+        sa.Column("cancelled", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("reference", name=op.f("pk_cer_visits")),
+    )
+    op.create_table(
         "cer_drifts",
         sa.Column("facility_id", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=20), nullable=False),
@@ -67,6 +75,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("cer_drifts")
+    op.drop_table("cer_visits")
     with op.batch_alter_table("cer_schedules", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_cer_schedules_facility_id"))
     op.drop_table("cer_schedules")
