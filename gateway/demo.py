@@ -28,8 +28,11 @@ def working_days(start: dt.date, count: int) -> list[dt.date]:
     return days
 
 
-async def seed(client: httpx.AsyncClient, today: dt.date | None = None) -> bool:
-    """Create a small clinic unless it exists; True when something was created."""
+async def seed(
+    client: httpx.AsyncClient, today: dt.date | None = None, public_url: str = "http://127.0.0.1:8000"
+) -> bool:
+    """Create a small clinic unless it exists; True when something was created. ``public_url`` is
+    where the gateway listens: the CeR sandbox sends the demo clinic's notifications there."""
     token = (
         await client.post(
             "/api/v1/auth/dev-token", json={"sub": "demo-admin", "role": "facility_admin", "facility_id": DEMO_FACILITY}
@@ -112,6 +115,7 @@ async def seed(client: httpx.AsyncClient, today: dt.date | None = None) -> bool:
     )
     answer.raise_for_status()
     await _prescription_ordering(client, headers, today or dt.date.today())
+    await _cer_notifications(client, headers, public_url)
     log.info("demo data seeded", facility=DEMO_FACILITY)
     return True
 
@@ -128,3 +132,14 @@ async def _prescription_ordering(client: httpx.AsyncClient, headers: dict[str, s
                 headers=headers,
             )
             answer.raise_for_status()
+
+
+async def _cer_notifications(client: httpx.AsyncClient, headers: dict[str, str], public_url: str) -> None:
+    """CeR's notifications of the demo clinic come to this gateway's webhook (a demo secret: the
+    sandbox signs with it; a real facility's secret is its own)."""
+    settings = {
+        "endpoint": f"{public_url.rstrip('/')}/webhooks/cer/{DEMO_FACILITY}",
+        "email": "cer@demo-clinic.example",
+        "secret": "demo-clinic-cer-secret-for-the-sandbox",
+    }
+    (await client.put("/api/v1/integration/cer/settings", json=settings, headers=headers)).raise_for_status()

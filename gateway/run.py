@@ -27,7 +27,7 @@ BANNER = """
 """
 
 
-def embedded_app(settings: GatewaySettings) -> FastAPI:
+def embedded_app(settings: GatewaySettings, public_url: str = "http://127.0.0.1:8000") -> FastAPI:
     app = create_app(settings)
     inner = app.router.lifespan_context
 
@@ -37,7 +37,7 @@ def embedded_app(settings: GatewaySettings) -> FastAPI:
             if settings.seed_demo_data:
                 transport = httpx.ASGITransport(app=a)
                 async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-                    await demo.seed(client)
+                    await demo.seed(client, public_url=public_url)
             yield
 
     app.router.lifespan_context = lifespan_with_demo
@@ -50,7 +50,8 @@ def main() -> None:
     settings = GatewaySettings()
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
     print(BANNER.format(host=host, port=port, facility=demo.DEMO_FACILITY), flush=True)
-    uvicorn.run(embedded_app(settings), host=host, port=port, log_config=None)
+    public = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    uvicorn.run(embedded_app(settings, public), host=host, port=port, log_config=None)
 
 
 if __name__ == "__main__":

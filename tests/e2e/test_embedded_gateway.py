@@ -115,3 +115,10 @@ async def test_make_run_seeds_a_clinic_that_takes_a_prescription_order_at_once(t
         )
         assert order.status_code == 201, order.text
         assert (order.json()["status"], order.json()["routed_to"]) == ("booked", "own")
+        # The cardiology schedules are CeR's, and CeR's notifications come back to this gateway.
+        admin = await _token(client, sub="admin", role="facility_admin", facility_id=demo.DEMO_FACILITY)
+        cer = (await client.get("/api/v1/integration/cer/settings", headers=admin)).json()
+        assert cer["endpoint"] == f"http://127.0.0.1:8000/webhooks/cer/{demo.DEMO_FACILITY}"
+        report = (await client.get("/api/v1/integration/cer/compliance", headers=admin)).json()
+        cardiology = next(s for s in report["specialties"] if s["specialty"] == "cardiology")
+        assert cardiology["schedules"] == 5
