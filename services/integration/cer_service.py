@@ -356,7 +356,11 @@ def cer_forwarder(
 
 
 async def _accepted(session: AsyncSession, row: CerOutgoing) -> None:
-    if row.kind == CER_PUBLISH_SCHEDULE:
+    if row.kind == CER_REGISTER_ENDPOINT:
+        # CeR has the secret now; the queue keeps no copy of it (the settings table keeps the one).
+        sent = NotificationSettings.model_validate_json(row.payload)
+        row.payload = json.dumps({"endpoint": sent.endpoint, "email": sent.email})
+    elif row.kind == CER_PUBLISH_SCHEDULE:
         await session.execute(
             sa.update(CerSchedule)
             .where(CerSchedule.schedule_id == uuid.UUID(row.reference))

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.integration.domain import sign
-from services.integration.models import Outbox
+from services.integration.models import CerOutgoing, Outbox
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import FACILITY, PATIENT, PATIENT_2, Clinic
 
@@ -31,6 +31,14 @@ async def test_the_cer_secret_is_stored_but_never_returned(clinic: Clinic, capsy
     assert saved.json() == {"endpoint": SETTINGS["endpoint"], "email": SETTINGS["email"], "secret_set": True}
     read = await clinic.client.get("/api/v1/integration/cer/settings", headers=clinic.admin)
     assert read.json()["secret_set"] is True and SETTINGS["secret"] not in read.text
+    # The settings reach CeR (the administrator's entry there); once sent, the queue keeps no copy.
+    integration = clinic.service("integration").state.ctx
+    await integration.extras["cer_forwarder"].forward_pending()  # unless the background pass was first
+    assert clinic.app.state.gateway.sandbox.app.state.cer.endpoints[FACILITY].endpoint.host == "gateway.clinic.example"
+    async with integration.sessions() as session:
+        queued = (await session.execute(sa.select(CerOutgoing.status, CerOutgoing.payload))).all()
+    assert [status for status, _ in queued] == ["sent"]
+    assert SETTINGS["endpoint"] in queued[0][1] and SETTINGS["secret"] not in queued[0][1]
     output = capsys.readouterr()
     assert SETTINGS["secret"] not in output.out + output.err
 
