@@ -50,7 +50,8 @@ def main() -> None:
     settings = GatewaySettings()
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
     print(BANNER.format(host=host, port=port, facility=demo.DEMO_FACILITY), flush=True)
-    public = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    # A server bound to every interface is reached from here at the loopback address.
+    public = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     uvicorn.run(embedded_app(settings, public), host=host, port=port, log_config=None)
 
 
