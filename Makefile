@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv run run-distributed test test-fast lint fmt bench migrate lock up clean
+.PHONY: venv run run-distributed demo test test-fast fuzz chaos lint fmt bench migrate lock up clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ venv: $(STAMP)
 run: venv  ## the whole suite in one process: SQLite under ./var, in-process bus, demo data, :8000
 	$(PY) -m gateway.run
 
+demo: venv  ## a scripted clinic-and-pharmacy day through the embedded gateway, each step printed (temporary SQLite)
+	$(PY) -m gateway.demo_day
+
 run-distributed: venv  ## each service + gateway as its own process on local PostgreSQL and RabbitMQ
 	$(PY) -m gateway.distributed
 
@@ -25,6 +28,12 @@ test: venv lint  ## the whole test suite (CI runs exactly this)
 
 test-fast: venv  ## unit and API tests only, no PostgreSQL/RabbitMQ
 	$(PY) -m pytest tests/unit tests/api
+
+fuzz: venv  ## schemathesis against the gateway's merged OpenAPI, 25 examples per operation (make test runs 4)
+	FUZZ_EXAMPLES=25 $(PY) -m pytest -s tests/fuzz
+
+chaos: venv  ## outage drills on the distributed suite (stops and starts the local RabbitMQ); prints counts
+	$(PY) -m tests.chaos.run
 
 lint: venv
 	$(VENV)/bin/ruff check .

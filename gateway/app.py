@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway import openapi
 from gateway.registry import SANDBOX, SERVICES, factory
@@ -19,8 +22,9 @@ from gateway.upstreams import Upstream, in_process_upstream, remote_upstream
 from shared.auth import install_dev_auth, principal_from_header
 from shared.bus import InProcessBus
 from shared.logging import configure_logging, request_id_var
+from shared.metrics import AppMetrics, install_metrics
 from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from shared.problems import Forbidden, NotFound, ProblemError, install_problem_handlers, problem_response
+from shared.problems import Forbidden, NotFound, Problem, ProblemError, install_problem_handlers, problem_response
 from shared.settings import GatewaySettings
 
 FORWARDED_REQUEST_HEADERS = (
@@ -37,11 +41,37 @@ FORWARDED_RESPONSE_HEADERS = ("content-type", "location", "retry-after", "idempo
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+class ForwardingMetrics:
+    """What the gateway passed on, per upstream service: its own requests are labelled by the one
+    catch-all route, which says nothing about where they went."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # ``upstream`` only ever takes the names of the configured services (and the sandbox), never
+        # a name from the URL: /api/v1/<anything>/ that is no service is a 404 before forwarding.
+        self.requests = Counter(
+            "gateway_upstream_requests",
+            "Requests forwarded to an upstream service, by the status the client got",
+            ["upstream", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "gateway_upstream_request_duration_seconds",
+            "Time an upstream service took to answer a forwarded request",
+            ["upstream"],
+            registry=registry,
+        )
+
+    def observe(self, upstream: str, method: str, status: int, seconds: float) -> None:
+        self.latency.labels(upstream).observe(seconds)
+        self.requests.labels(upstream, method, str(status)).inc()
+
+
 class Gateway:
     """Holds the upstreams; builds the in-process services of the embedded default."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
+        self.forwarding = ForwardingMetrics(registry or CollectorRegistry())
         self.upstreams: dict[str, Upstream] = {}
         self.sandbox: Upstream | None = None
         self.bus: InProcessBus | None = None
@@ -108,18 +138,22 @@ class Gateway:
         service = upstream.name
         headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}
         headers["x-request-id"] = request_id_var.get() or ""
+        content = await request.body()
+        started = time.perf_counter()
+        status = 500  # an unexpected error reaches the client as a 500
         try:
             answer = await upstream.client.request(
-                request.method,
-                request.url.path,
-                params=request.query_params,
-                content=await request.body(),
-                headers=headers,
+                request.method, _raw_path(request), params=request.query_params, content=content, headers=headers
             )
+            status = answer.status_code
         except httpx.TimeoutException:
+            status = 504
             return problem_response(504, f"the {service} service did not answer in time", code="upstream-timeout")
         except httpx.TransportError:
+            status = 502
             return problem_response(502, f"the {service} service is unreachable", code="upstream-unreachable")
+        finally:
+            self.forwarding.observe(service, request.method, status, time.perf_counter() - started)
         return Response(
             answer.content,
             status_code=answer.status_code,
@@ -170,13 +204,22 @@ class Gateway:
             "integration, notifications, pharmacy and reimbursement.",
         )
         specs = {name: u.spec for name, u in self.upstreams.items() if u.spec is not None}
-        return openapi.merge(base, specs)
+        merged = openapi.merge(base, specs)
+        return openapi.document_problems(merged, Problem.model_json_schema(ref_template=openapi.REF_PREFIX + "{model}"))
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the client sent it, still percent-encoded: decoded, an id holding ``%2F`` or a
+    control character would reach another route or be no URL at all (the fuzzer's 500s)."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if isinstance(raw, bytes) and raw else quote(request.url.path)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     configure_logging(settings.log_level, json=settings.log_json)
-    gateway = Gateway(settings)
+    metrics = AppMetrics()
+    gateway = Gateway(settings, metrics.registry)
     gateway.build_upstreams()
 
     @asynccontextmanager
@@ -221,4 +264,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         overrides={"/products/import": 10 * 1024 * 1024, "/webhooks/": WEBHOOK_MAX_BYTES},
     )
     app.add_middleware(RequestIdMiddleware, service="gateway")
+    install_metrics(app, metrics)
     return app

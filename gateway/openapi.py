@@ -52,3 +52,68 @@ def merge(base: dict[str, Any], services: dict[str, dict[str, Any]]) -> dict[str
         tags.setdefault(name, {"name": name, "description": spec.get("info", {}).get("title", name)})
     merged["tags"] = list(tags.values())
     return merged
+
+
+# ----------------------------------------------------------------------------- errors as documented
+
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def document_problems(spec: dict[str, Any], problem: dict[str, Any]) -> dict[str, Any]:
+    """Every error answer is problem+json, so the document says so: each 4xx/5xx response of each
+    operation gets the Problem schema under ``application/problem+json`` (FastAPI's default 422
+    would name its own ``HTTPValidationError`` as plain JSON), and the errors the house answers for
+    every operation of a kind are listed where the operation has that kind: 401/403 with a token,
+    400/413/422 with a body, 422 with parameters, 404 with path ids, 502/503/504 when the gateway
+    cannot reach the service. ``problem`` is the Problem model's JSON schema."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, body in problem.pop("$defs", {}).items():
+        schemas[name] = body
+    schemas["Problem"] = problem
+    content = {"application/problem+json": {"schema": {"$ref": f"{REF_PREFIX}Problem"}}}
+    for path, item in spec.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            for added in _house_errors(path, operation):
+                responses.setdefault(str(added), {"description": _DESCRIPTIONS[added]})
+            for status, response in responses.items():
+                if status[0] in "45":
+                    response["content"] = copy.deepcopy(content)
+    if not _refers(spec["paths"], "HTTPValidationError"):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return spec
+
+
+_DESCRIPTIONS = {
+    400: "Bad request (the body is not JSON)",
+    401: "Not authenticated: no, bad or expired token",
+    403: "Forbidden: this role or tenant may not",
+    404: "Not found (or not yours)",
+    413: "Request body too large",
+    422: "Validation failed: `errors` names each bad field",
+    502: "The service behind the gateway could not be reached",
+    503: "Service unavailable",
+    504: "The service behind the gateway did not answer in time",
+}
+
+
+def _house_errors(path: str, operation: dict[str, Any]) -> list[int]:
+    found = []
+    if operation.get("x-roles"):
+        found += [401, 403]
+    if "requestBody" in operation:
+        found += [400, 413, 422]
+    if operation.get("parameters"):
+        found.append(422)
+    if "{" in path:
+        found.append(404)
+    if path.startswith("/api/v1/") and not path.startswith("/api/v1/auth/"):
+        found += [502, 503, 504]
+    return found
+
+
+def _refers(node: Any, schema_name: str) -> bool:
+    return f"{REF_PREFIX}{schema_name}" in json.dumps(node)

@@ -22,6 +22,7 @@ from shared.bus import EventBus, create_bus
 from shared.db import create_engine, migrate, session_factory
 from shared.idempotency import IdempotencyMiddleware
 from shared.logging import configure_logging
+from shared.metrics import install_metrics, watch_service
 from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from shared.outbox import OutboxRelay, UnitOfWork
 from shared.problems import install_problem_handlers
@@ -42,6 +43,9 @@ class ServiceContext:
     relay: OutboxRelay
     owns_bus: bool
     extras: dict[str, Any] = field(default_factory=dict)
+    # The subscriptions this service registered: on a bus shared with other services (the embedded
+    # default), the only ones whose dead letters it reports.
+    subscriptions: list[str] = field(default_factory=list)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.outbox_model, on_commit=self.relay.wake)
@@ -113,7 +117,9 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
         if settings.run_migrations:
             await migrate(definition.migrations_dir, url)
         if definition.subscribe is not None:
+            before = len(the_bus.subscriptions)
             definition.subscribe(ctx)
+            ctx.subscriptions = [s.name for s in the_bus.subscriptions[before:]]
         if owns_bus:
             await _start_bus_when_reachable(the_bus)
         relay.start()
@@ -141,6 +147,7 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=definition.body_limit_overrides
     )
     app.add_middleware(RequestIdMiddleware, service=definition.name)
+    watch_service(install_metrics(app), ctx)
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class EventBus(abc.ABC):
         self.retry_base_seconds = retry_base_seconds
         self.subscriptions: list[Subscription] = []
         self.delays = backoff_delays(retry_base_seconds, max_attempts)
+        # Messages this process parked, per subscription, since it started (``bus_dead_letters_total``);
+        # a replay does not lower it: it counts what happened, not what is parked now.
+        self.dead_lettered: collections.Counter[str] = collections.Counter()
 
     def subscribe(self, name: str, patterns: Sequence[str], handler: Handler) -> None:
         self.subscriptions.append(Subscription(name, list(patterns), handler))
@@ -175,6 +179,7 @@ class InProcessBus(EventBus):
         delay = self.retry_delay(local.subscription.name, envelope, attempt)
         if delay is None:
             local.dead.append(envelope)
+            self.dead_lettered[local.subscription.name] += 1
             return
         self._spawn(self._requeue_later(local, envelope, attempt + 1, delay))
 
@@ -324,6 +329,7 @@ class RabbitMQBus(EventBus):
                     "unreadable message dead-lettered", subscription=subscription.name, message_id=message.message_id
                 )
                 await message.reject(requeue=False)
+                self.dead_lettered[subscription.name] += 1
                 return
             attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))  # type: ignore[arg-type]
             try:
@@ -342,6 +348,7 @@ class RabbitMQBus(EventBus):
         delay = self.retry_delay(name, envelope, attempt)
         if delay is None:
             await message.reject(requeue=False)  # the queue's dead-letter exchange parks it
+            self.dead_lettered[name] += 1
             return
         retry = aio_pika.Message(
             body=message.body,

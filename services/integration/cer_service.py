@@ -267,7 +267,9 @@ async def _queue_cancel(
 async def queue_move(session: AsyncSession, facility_id: str, moved: scheduling_events.BookingMoved) -> None:
     """A visit moved to a colleague: CeR frees the old slot and books the new one, in that order."""
     if moved.old_cer_published:
-        await _queue_cancel(session, facility_id, moved.booking_id, moved.old_slot_id, moved.patient_pesel, None)
+        await _queue_cancel(
+            session, facility_id, moved.booking_id, moved.old_slot_id, moved.patient_pesel, moved.old_cer_specialty
+        )
     if moved.new_cer_published:
         await _queue_book(
             session,
@@ -337,8 +339,11 @@ def cer_forwarder(
         if error is None:
             await _accepted(uow.session, row)
             return
-        settings = await uow.session.get(CerSettings, row.facility_id)
         payload = json.loads(row.payload)
+        log.error("cer_change_rejected", kind=row.kind, reference=row.reference, reason=error)
+        if row.kind == CER_BOOK and await _refusal_waiting(uow.session, payload):
+            return  # the refusal queued behind it gives CeR this very booking: no false alarm
+        settings = await uow.session.get(CerSettings, row.facility_id)
         slot = payload.get("slot_id")
         uow.emit(
             events.CerSyncFailed(
@@ -348,11 +353,26 @@ def cer_forwarder(
             ),
             facility_id=row.facility_id,
         )
-        log.error("cer_change_rejected", kind=row.kind, reference=row.reference, reason=error)
 
     return outgoing.Forwarder(
         sessions, new_uow, CerOutgoing, deliver, CerUnavailable, retry_seconds, retry_max_seconds, settled
     )
+
+
+async def _refusal_waiting(session: AsyncSession, booked: dict[str, str]) -> bool:
+    """A refusal of CeR's booking of this slot, naming this desk booking as the holder, still queued."""
+    waiting = await session.scalars(
+        sa.select(CerOutgoing.payload).where(
+            CerOutgoing.facility_id == booked["facility_id"],
+            CerOutgoing.kind == CER_REFUSE,
+            CerOutgoing.status == PENDING,
+        )
+    )
+    for payload in waiting:
+        refusal = Refusal.model_validate_json(payload)
+        if str(refusal.slot_id) == booked["slot_id"] and str(refusal.held_by_booking_id) == booked["booking_id"]:
+            return True
+    return False
 
 
 async def _accepted(session: AsyncSession, row: CerOutgoing) -> None:

@@ -16,6 +16,7 @@ from services.sandbox import cer, ezwm, mail, p1, sms
 from services.sandbox.settings import SandboxSettings
 from shared.bus import EventBus
 from shared.logging import configure_logging
+from shared.metrics import install_metrics
 from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from shared.peers import PeerApps
 from shared.problems import install_problem_handlers
@@ -75,4 +76,5 @@ def create_app(
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware, service="sandbox")
+    install_metrics(app)
     return app

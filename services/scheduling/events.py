@@ -51,6 +51,7 @@ class BookingMoved(EventPayload):
     old_cer_published: bool = False
     new_cer_published: bool = False
     new_cer_specialty: str | None = None
+    old_cer_specialty: str | None = None
     new_schedule_id: uuid.UUID | None = None
 
 

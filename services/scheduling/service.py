@@ -588,6 +588,7 @@ async def _move_to_first_free(
                 old_cer_published=old_cer.published,
                 new_cer_published=new_cer.published,
                 new_cer_specialty=new_cer.specialty,
+                old_cer_specialty=old_cer.specialty,
                 new_schedule_id=new_slot.schedule_id,
             ),
             facility_id=booking.facility_id,
