@@ -114,9 +114,12 @@ class EventBus(abc.ABC):
         return delay
 
 
-async def _deliver(handler: Handler, envelope: Envelope) -> None:
+async def _deliver(subscription: Subscription, envelope: Envelope) -> None:
+    """The handler runs under the request id that caused the event, so its logs (and this line)
+    carry the id the gateway gave the request: one id from the front end to every consumer."""
     with bind_request_id(envelope.correlation_id):
-        await handler(envelope)
+        await subscription.handler(envelope)
+        log.info("event handled", subscription=subscription.name, type=envelope.type, event_id=str(envelope.id))
 
 
 # --------------------------------------------------------------------------- in-process
@@ -169,7 +172,7 @@ class InProcessBus(EventBus):
         while True:
             envelope, attempt = await local.queue.get()
             try:
-                await _deliver(local.subscription.handler, envelope)
+                await _deliver(local.subscription, envelope)
             except Exception:
                 self._retry_or_park(local, envelope, attempt)
             finally:
@@ -333,7 +336,7 @@ class RabbitMQBus(EventBus):
                 return
             attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))  # type: ignore[arg-type]
             try:
-                await _deliver(subscription.handler, envelope)
+                await _deliver(subscription, envelope)
             except Exception:
                 await self._retry_or_park(subscription, message, envelope, attempt)
             else:

@@ -55,6 +55,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "log_level": "WARNING",
         "outbox_poll_seconds": 0.05,
         "bus_retry_base_seconds": 0.05,
+        # The in-process bus unless a test asks for the broker: an exported AMQP_URL must not switch it.
+        "amqp_url": None,
         **overrides,
     }
     return Settings(**values)
