@@ -60,6 +60,7 @@ from services.scheduling import events as scheduling_events
 from services.scheduling.client import SchedulingClient, SchedulingClientError
 from services.scheduling.schemas import BookingSource
 from shared.db import upsert_insert, utcnow
+from shared.events import Envelope
 from shared.logging import mask_pesel
 from shared.outbox import UnitOfWork
 from shared.problems import FieldError, ProblemError, Unauthorized, Unprocessable
@@ -143,6 +144,20 @@ def _queue(
     specialty: str | None = None,
 ) -> None:
     outgoing.enqueue(session, CerOutgoing, facility_id, kind, str(reference), payload, specialty=specialty)
+
+
+def concerns_cer(envelope: Envelope) -> bool:
+    """Whether a schedule event changes anything CeR holds (read from the payload, before any I/O)."""
+    payload = envelope.payload
+    if envelope.type == scheduling_events.BookingCreated.event_type:
+        return bool(payload.get("cer_published")) and payload.get("source") not in FROM_CER
+    if envelope.type == scheduling_events.BookingCancelled.event_type:
+        return bool(payload.get("cer_published")) and not payload.get("by_cer")
+    if envelope.type == scheduling_events.BookingMoved.event_type:
+        return bool(payload.get("old_cer_published") or payload.get("new_cer_published"))
+    if envelope.type == scheduling_events.SchedulePublished.event_type:
+        return bool(payload.get("cer_published"))
+    return True
 
 
 def queue_endpoint(session: AsyncSession, row: CerSettings) -> None:

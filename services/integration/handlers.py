@@ -124,8 +124,8 @@ def subscribe(ctx: ServiceContext) -> None:
     async def schedule_changed(envelope: Envelope) -> None:
         """A change of the local schedule that CeR must hear of, queued in the inbox transaction."""
         facility = envelope.facility_id
-        if not facility:
-            return
+        if not facility or not cer_service.concerns_cer(envelope):
+            return  # most bookings are not CeR's: no transaction at all for them
         async with ctx.uow() as uow:
             if await already_processed(uow.session, ctx.inbox_model, CER_SUBSCRIPTION, envelope.id):
                 return

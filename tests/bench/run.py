@@ -9,6 +9,9 @@ Distributed mode on the machine's PostgreSQL and RabbitMQ, 32 concurrent clients
      the gateway cost a ratio of the rule itself)
   6. prescription requests routed through the gateway, 16 clients (each asks scheduling for the
      doctor, the location and the free prescription slots, then books one), against 2. as a ratio
+  7. signed CeR notifications through the gateway's webhook and directly to integration, against
+     the signature rule alone
+Ends with one table of every figure against its baseline.
 Prints figures; asserts nothing about speed.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import socket
 import sys
@@ -30,6 +34,7 @@ import httpx
 
 from gateway import distributed
 from gateway.registry import SANDBOX, SERVICES
+from services.integration import domain as integration_domain
 from services.pharmacy import domain as pharmacy_domain
 from shared.auth import Claims, issue_token
 from shared.settings import Settings
@@ -318,6 +323,52 @@ async def sale_checks_through_gateway(client: httpx.AsyncClient, settings: Setti
     return await drive(Run("sale check via gateway"), [check() for _ in range(SALE_CHECKS)])
 
 
+CER_NOTIFICATIONS = int(os.environ.get("BENCH_CER_NOTIFICATIONS", "1000"))
+CER_SECRET = "bench-cer-secret-0123456789abcdef"
+
+
+async def cer_webhooks(client: httpx.AsyncClient, name: str) -> Run:
+    """Signed notifications, each a new event id (verified, recorded once, turned into an event)."""
+
+    def notify() -> Callable[[], Awaitable[int]]:
+        async def post() -> int:
+            body = json.dumps(
+                {
+                    "event_id": f"bench-{uuid.uuid4()}",
+                    "event_type": "booking_cancelled_ikp",
+                    "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+                    "slot_id": str(uuid.uuid4()),
+                    "patient_pesel": PESEL,
+                }
+            ).encode()
+            now = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "x-cer-timestamp": str(now),
+                "x-cer-signature": integration_domain.sign(CER_SECRET, now, body),
+            }
+            return (await client.post(f"/webhooks/cer/{FACILITY}", content=body, headers=headers)).status_code
+
+        return post
+
+    return await drive(Run(name), [notify() for _ in range(CER_NOTIFICATIONS)])
+
+
+def pure_signature_checks(count: int) -> Run:
+    body = json.dumps({"event_id": "x", "slot_id": str(uuid.uuid4()), "patient_pesel": PESEL}).encode()
+    run = Run("CeR signature: the pure rule")
+    started = time.perf_counter()
+    for _ in range(count):
+        one = time.perf_counter()
+        now = int(time.time())
+        integration_domain.verify_signature(
+            CER_SECRET, str(now), integration_domain.sign(CER_SECRET, now, body), body, now
+        )
+        run.record(200, time.perf_counter() - one)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
 async def bare_insert_loop(dsn: str, count: int) -> Run:
     """The ceiling: single-row INSERT transactions over CLIENTS asyncpg connections."""
     pool = await asyncpg.create_pool(dsn, min_size=CLIENTS, max_size=CLIENTS)
@@ -384,6 +435,9 @@ async def benchmark(ports: dict[str, int], prefix: str) -> None:
         httpx.AsyncClient(base_url=gateway_url, timeout=30, limits=limits) as via_gateway,
         httpx.AsyncClient(base_url=direct_url, timeout=30, limits=limits) as direct,
     ):
+        # The ceiling first, while the services' connection pools are small (PostgreSQL allows 100).
+        dsn = f"{PG_BASE.replace('+asyncpg', '')}/{prefix}_scheduling"
+        bare = await bare_insert_loop(dsn, BOOKINGS)
         slots = await setup_slots(via_gateway, headers, 2 * BOOKINGS + CONTENDED_SLOTS)
         print(f"{len(slots)} free slots prepared; {CLIENTS} concurrent clients, {BOOKINGS} bookings per run")
         gateway_slots, direct_slots = slots[:BOOKINGS], slots[BOOKINGS : 2 * BOOKINGS]
@@ -402,28 +456,50 @@ async def benchmark(ports: dict[str, int], prefix: str) -> None:
         realisations = await realisations_through_gateway(via_gateway, settings)
         routed = await prescription_requests_through_gateway(via_gateway, settings)
         sales = await sale_checks_through_gateway(via_gateway, settings)
+        saved = await via_gateway.put(
+            "/api/v1/integration/cer/settings",
+            json={
+                "endpoint": f"{gateway_url}/webhooks/cer/{FACILITY}",
+                "email": "cer@bench.example",
+                "secret": CER_SECRET,
+            },
+            headers=headers,
+        )
+        saved.raise_for_status()
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{ports['integration']}", timeout=30, limits=limits
+        ) as integration:
+            webhooks = await cer_webhooks(via_gateway, "CeR webhook via gateway")
+            webhooks_direct = await cer_webhooks(integration, "CeR webhook direct to integration")
     pure_sales = pure_sale_checks(SALE_CHECKS * 10)
-    dsn = f"{PG_BASE.replace('+asyncpg', '')}/{prefix}_scheduling"
-    runs.append(await bare_insert_loop(dsn, BOOKINGS))
-    print_table([*runs, realisations, routed, sales, pure_sales])
+    pure_signatures = pure_signature_checks(CER_NOTIFICATIONS * 20)
+    runs.append(bare)
+    print_table([*runs, realisations, routed, sales, pure_sales, webhooks, webhooks_direct, pure_signatures])
     doubles, total = await count_double_bookings(dsn)
     gw, di, bare = runs[0], runs[1], runs[3]
-    print(
-        f"\ngateway cost:  gateway {gw.rate:.0f} req/s vs direct {di.rate:.0f} req/s "
-        f"= {gw.rate / di.rate:.2f}x throughput, p50 {gw.pct(0.5) / max(di.pct(0.5), 1e-9):.2f}x latency"
-    )
-    print(f"service cost:  direct {di.rate:.0f} req/s vs bare INSERT {bare.rate:.0f}/s = {di.rate / bare.rate:.2f}x")
-    print(f"contention:    {runs[2].statuses.get(201, 0)} bookings won for {CONTENDED_SLOTS} slots")
+    print(f"\ncontention:    {runs[2].statuses.get(201, 0)} bookings won for {CONTENDED_SLOTS} slots")
     print(f"double bookings: {doubles}   (active bookings in the database: {total})")
-    print(
-        f"sale checks:   pure rule {pure_sales.rate:.0f}/s vs via gateway {sales.rate:.0f}/s "
-        f"= {sales.rate / pure_sales.rate:.4f}x (the rule is {pure_sales.pct(0.5) * 1000:.0f} µs of a "
-        f"{sales.pct(0.5):.1f} ms request)"
+    print_ratios(
+        [
+            ("booking through the gateway", gw, "direct to scheduling", di),
+            ("booking direct to scheduling", di, "bare asyncpg INSERT", bare),
+            ("Rx request routed via gateway", routed, "direct booking", di),
+            ("eZWM realisation via gateway", realisations, "direct booking", di),
+            ("sale check via gateway", sales, "the pure rule", pure_sales),
+            ("CeR webhook via gateway", webhooks, "direct to integration", webhooks_direct),
+            ("CeR webhook direct", webhooks_direct, "the signature rule", pure_signatures),
+        ]
     )
-    print(
-        f"routing cost:  {routed.rate:.0f} routed requests/s vs {di.rate:.0f} direct bookings/s "
-        f"= {routed.rate / di.rate:.2f}x (a request is ~5 scheduling calls plus its own transaction)"
-    )
+
+
+def print_ratios(rows: list[tuple[str, Run, str, Run]]) -> None:
+    """Every service's figure next to its baseline, measured in this same run."""
+    print(f"\n{'figure':<32}{'per s':>9}{'p50 ms':>9}   {'baseline':<24}{'per s':>9}{'p50 ms':>9}{'ratio':>9}")
+    for name, run, base_name, base in rows:
+        print(
+            f"{name:<32}{run.rate:>9.0f}{run.pct(0.5):>9.1f}   {base_name:<24}{base.rate:>9.0f}"
+            f"{base.pct(0.5):>9.2f}{run.rate / max(base.rate, 1e-9):>8.3f}x"
+        )
 
 
 async def drop_databases(prefix: str) -> None:
