@@ -70,11 +70,11 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     structlog.configure(
         processors=[*shared_processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=_CurrentStdoutLogger,
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (uvicorn, aio-pika) go through the same masks.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _CurrentStdoutHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared_processors]
@@ -86,6 +86,34 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests, masked
     for noisy in ("httpx", "alembic.runtime.plugins", "aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class _CurrentStdoutLogger:
+    """Prints to whatever ``sys.stdout`` is at the moment of the line, not the one at configuration:
+    logging is configured once per app, and a stream swapped since (closed, or captured by a test
+    runner) must neither lose lines nor raise into the code that logs (an event handler would then
+    count as failed and be retried)."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            print(message, file=sys.stdout, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard library's side of the same: the stream is looked up at each record."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def new_request_id() -> str:
