@@ -41,8 +41,9 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field
 
+from services.sandbox.outage import StatusOut, available, outage_controls
 from shared.identifiers import Pesel
-from shared.problems import PROBLEM_RESPONSES, Conflict, NotFound, ProblemError
+from shared.problems import PROBLEM_RESPONSES, Conflict, NotFound
 
 log = structlog.get_logger("sandbox.cer")
 
@@ -176,10 +177,6 @@ class ChangeOut(BaseModel):
     received_at: dt.datetime
 
 
-class StatusOut(BaseModel):
-    up: bool
-
-
 # ----------------------------------------------------------------------------- state
 
 
@@ -271,11 +268,6 @@ def cer_state(request: Request) -> CerState:
 StateDep = Annotated[CerState, Depends(cer_state)]
 
 
-def _available(state: StateDep) -> None:
-    if not state.up:
-        raise ProblemError("CeR is unavailable (simulated outage)", status=503, code="cer-unavailable")
-
-
 # ----------------------------------------------------------------------------- notifications out
 
 
@@ -332,25 +324,8 @@ async def _deliver(state: CerState, delivery: Delivery) -> None:
 
 # ----------------------------------------------------------------------------- routes
 
-_control = APIRouter()
-_system = APIRouter(dependencies=[Depends(_available)])
-
-
-@_control.post("/down", response_model=StatusOut, summary="Simulate an outage: the facility's calls answer 503")
-async def go_down(state: StateDep) -> StatusOut:
-    state.up = False
-    return StatusOut(up=False)
-
-
-@_control.post("/up", response_model=StatusOut, summary="End the simulated outage")
-async def go_up(state: StateDep) -> StatusOut:
-    state.up = True
-    return StatusOut(up=True)
-
-
-@_control.get("/status", response_model=StatusOut)
-async def status(state: StateDep) -> StatusOut:
-    return StatusOut(up=state.up)
+_control = outage_controls(cer_state, "the facility's calls answer 503")
+_system = APIRouter(dependencies=[Depends(available(cer_state, "CeR", "cer-unavailable"))])
 
 
 @_system.put("/facilities/{facility_id}/notifications", response_model=StatusOut)

@@ -27,8 +27,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.sandbox.outage import available, outage_controls
 from shared.identifiers import Pesel
-from shared.problems import PROBLEM_RESPONSES, Conflict, NotFound, ProblemError, Unprocessable
+from shared.problems import PROBLEM_RESPONSES, Conflict, NotFound, Unprocessable
 
 MonthText = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2030-01"])]
 EntitlementCode = Annotated[str, Field(pattern=r"^[0-9A-Za-z]{2,12}$", examples=["47ZN"])]
@@ -108,11 +109,6 @@ def ezwm_state(request: Request) -> EzwmState:
 StateDep = Annotated[EzwmState, Depends(ezwm_state)]
 
 
-def _available(state: StateDep) -> None:
-    if not state.up:
-        raise ProblemError("eZWM is unavailable (simulated outage)", status=503, code="ezwm-unavailable")
-
-
 # ----------------------------------------------------------------------------- schemas
 
 
@@ -189,10 +185,6 @@ class EndOut(BaseModel):
     end_month: str
 
 
-class StatusOut(BaseModel):
-    up: bool
-
-
 # ----------------------------------------------------------------------------- rules
 
 
@@ -235,25 +227,8 @@ def _check_registration(order: SimulatedOrder, data: RealizationIn) -> None:
 
 # ----------------------------------------------------------------------------- routes
 
-_control = APIRouter()
-_system = APIRouter(dependencies=[Depends(_available)])
-
-
-@_control.post("/down", response_model=StatusOut, summary="Simulate an outage: other endpoints answer 503")
-async def go_down(state: StateDep) -> StatusOut:
-    state.up = False
-    return StatusOut(up=False)
-
-
-@_control.post("/up", response_model=StatusOut, summary="End the simulated outage")
-async def go_up(state: StateDep) -> StatusOut:
-    state.up = True
-    return StatusOut(up=True)
-
-
-@_control.get("/status", response_model=StatusOut)
-async def status(state: StateDep) -> StatusOut:
-    return StatusOut(up=state.up)
+_control = outage_controls(ezwm_state, "other endpoints answer 503")
+_system = APIRouter(dependencies=[Depends(available(ezwm_state, "eZWM", "ezwm-unavailable"))])
 
 
 @_system.post("/patients", response_model=PatientOut, summary="Register what eZWM knows of a patient")

@@ -30,8 +30,9 @@ from typing import Annotated, Literal, Self
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from services.sandbox.outage import available, outage_controls
 from shared.identifiers import Pesel
-from shared.problems import PROBLEM_RESPONSES, Conflict, NotFound, ProblemError
+from shared.problems import PROBLEM_RESPONSES, Conflict, NotFound
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 # Not validated as an NPWZ: a patient may address a number the facility does not know.
@@ -188,10 +189,6 @@ class PackageOut(BaseModel):
     prescriptions: list[PrescriptionOut]
 
 
-class StatusOut(BaseModel):
-    up: bool
-
-
 # ----------------------------------------------------------------------------- state
 
 
@@ -267,11 +264,6 @@ def p1_state(request: Request) -> P1State:
 StateDep = Annotated[P1State, Depends(p1_state)]
 
 
-def _available(state: StateDep) -> None:
-    if not state.up:
-        raise ProblemError("P1 is unavailable (simulated outage)", status=503, code="p1-unavailable")
-
-
 # ----------------------------------------------------------------------------- rules
 
 
@@ -330,25 +322,8 @@ def _check_new_package(state: P1State, body: PackageIn) -> None:
 
 # ----------------------------------------------------------------------------- routes
 
-_control = APIRouter()
-_system = APIRouter(dependencies=[Depends(_available)])
-
-
-@_control.post("/down", response_model=StatusOut, summary="Simulate an outage: other endpoints answer 503")
-async def go_down(state: StateDep) -> StatusOut:
-    state.up = False
-    return StatusOut(up=False)
-
-
-@_control.post("/up", response_model=StatusOut, summary="End the simulated outage")
-async def go_up(state: StateDep) -> StatusOut:
-    state.up = True
-    return StatusOut(up=True)
-
-
-@_control.get("/status", response_model=StatusOut)
-async def status(state: StateDep) -> StatusOut:
-    return StatusOut(up=state.up)
+_control = outage_controls(p1_state, "other endpoints answer 503")
+_system = APIRouter(dependencies=[Depends(available(p1_state, "P1", "p1-unavailable"))])
 
 
 @_system.post(
