@@ -113,7 +113,6 @@ async def put_cer_settings(
         row.endpoint, row.email = str(body.endpoint), str(body.email)
         row.secret = body.secret.get_secret_value()
         row.updated_at = utcnow()
-        await uow.session.flush()
         cer_service.queue_endpoint(uow.session, row)
         await uow.commit()
     forwarding: Periodic = ctx.extras["cer_forwarding"]

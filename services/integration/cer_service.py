@@ -147,7 +147,8 @@ def _queue(
 
 
 def concerns_cer(envelope: Envelope) -> bool:
-    """Whether a schedule event changes anything CeR holds (read from the payload, before any I/O)."""
+    """Whether a schedule event changes anything CeR holds (read from the payload, before any I/O).
+    The one place that decides it: the consumer calls ``queue_*`` only for the events it admits."""
     payload = envelope.payload
     if envelope.type == scheduling_events.BookingCreated.event_type:
         return bool(payload.get("cer_published")) and payload.get("source") not in FROM_CER
@@ -167,15 +168,11 @@ def queue_endpoint(session: AsyncSession, row: CerSettings) -> None:
 
 
 def queue_schedule(session: AsyncSession, facility_id: str, published: scheduling_events.SchedulePublished) -> None:
-    if not published.cer_published:
-        return
     session.add(
         CerSchedule(
             schedule_id=published.schedule_id,
             facility_id=facility_id,
             specialty=published.cer_specialty,
-            date=published.date,
-            slots=len(published.slots),
         )
     )
     body = Schedule(
@@ -218,8 +215,6 @@ async def _visit(session: AsyncSession, facility_id: str, reference: uuid.UUID) 
 
 
 async def queue_booking(session: AsyncSession, facility_id: str, booked: scheduling_events.BookingCreated) -> None:
-    if not booked.cer_published or booked.source in FROM_CER:
-        return
     await _queue_book(
         session,
         facility_id,
@@ -254,8 +249,6 @@ async def _queue_book(
 async def queue_cancellation(
     session: AsyncSession, facility_id: str, cancelled: scheduling_events.BookingCancelled
 ) -> None:
-    if not cancelled.cer_published or cancelled.by_cer:
-        return
     await _queue_cancel(
         session, facility_id, cancelled.booking_id, cancelled.slot_id, cancelled.patient_pesel, cancelled.cer_specialty
     )

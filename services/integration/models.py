@@ -145,8 +145,6 @@ class CerSchedule(Base):
     schedule_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     facility_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     specialty: Mapped[str | None] = mapped_column(sa.String(40))
-    date: Mapped[dt.date]
-    slots: Mapped[int]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     accepted_at: Mapped[dt.datetime | None]  # CeR answered the publication
 

@@ -272,7 +272,9 @@ StateDep = Annotated[CerState, Depends(cer_state)]
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """API.md: ``sha256=`` + hex HMAC-SHA256 of ``<timestamp>.<raw body>`` keyed with the secret."""
+    """API.md: ``sha256=`` + hex HMAC-SHA256 of ``<timestamp>.<raw body>`` keyed with the secret.
+    Written from the contract rather than imported from the integration service: CeR is the other
+    party, so a mistake in one side's reading of API.md shows up as a refused notification."""
     return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from services.integration.events import CerNotificationReceived
 from services.scheduling import events, schemas, service
-from services.scheduling.models import BOOKED, Booking, CerSlotState, Schedule, Slot
+from services.scheduling.models import BOOKED, Booking, CerSlotState, Slot
 from shared.app import ServiceContext
 from shared.events import Envelope
 from shared.outbox import UnitOfWork, already_processed
@@ -76,12 +76,12 @@ async def _holder(uow: UnitOfWork, slot_id: uuid.UUID) -> tuple[uuid.UUID | None
 
 
 async def _published(uow: UnitOfWork, facility: str, slot_id: uuid.UUID) -> bool:
-    published = await uow.session.scalar(
-        sa.select(Schedule.cer_published)
-        .join(Slot, Slot.schedule_id == Schedule.id)
-        .where(Slot.id == slot_id, Slot.facility_id == facility)
+    slot = await uow.session.get(Slot, slot_id)
+    return (
+        slot is not None
+        and slot.facility_id == facility
+        and (await service.cer_publication(uow.session, slot)).published
     )
-    return bool(published)
 
 
 def _remember(

@@ -253,7 +253,8 @@ async def search_slots(
 # ----------------------------------------------------------------------------- bookings
 
 
-async def _cer_of(session: AsyncSession, slot: Slot) -> domain.CerPublication:
+async def cer_publication(session: AsyncSession, slot: Slot) -> domain.CerPublication:
+    """Whether (and as which specialty) the slot's schedule is published to CeR."""
     row = (
         await session.execute(
             sa.select(Schedule.cer_published, Schedule.cer_specialty).where(Schedule.id == slot.schedule_id)
@@ -420,7 +421,7 @@ async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.Earlies
             if _violated(exc, ACTIVE_BOOKING):
                 continue  # taken at the desk this very moment: the next one
             raise
-        return await _commit_booking(uow, facility_id, booking, slot, await _cer_of(session, slot))
+        return await _commit_booking(uow, facility_id, booking, slot, await cer_publication(session, slot))
     raise NotFound("no free slot fits", code="no-free-slot")
 
 
@@ -447,7 +448,7 @@ async def cancel(
         .values(status=CANCELLED, cancelled_at=utcnow()),
     )
     if cancelled == 1:
-        cer = await _cer_of(session, slot)
+        cer = await cer_publication(session, slot)
         uow.emit(
             events.BookingCancelled(
                 booking_id=booking.id,
@@ -575,7 +576,7 @@ async def _move_to_first_free(
         except IntegrityError:
             booking.slot_id = old.id
             continue
-        old_cer, new_cer = await _cer_of(session, old), await _cer_of(session, new_slot)
+        old_cer, new_cer = await cer_publication(session, old), await cer_publication(session, new_slot)
         uow.emit(
             events.BookingMoved(
                 booking_id=booking.id,

@@ -44,8 +44,6 @@ def upgrade() -> None:
         sa.Column("schedule_id", sa.Uuid(), nullable=False),
         sa.Column("facility_id", sa.String(length=64), nullable=False),
         sa.Column("specialty", sa.String(length=40), nullable=True),
-        sa.Column("date", sa.Date(), nullable=False),
-        sa.Column("slots", sa.Integer(), nullable=False),
         sa.Column("created_at", shared.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("accepted_at", shared.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("schedule_id", name=op.f("pk_cer_schedules")),
