@@ -7,6 +7,7 @@ everything else is the same for all of them.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.bus import EventBus, create_bus
+from shared.clock import Clock
 from shared.db import create_engine, migrate, session_factory
 from shared.idempotency import IdempotencyMiddleware
 from shared.logging import configure_logging
@@ -46,6 +48,12 @@ class ServiceContext:
     # The subscriptions this service registered: on a bus shared with other services (the embedded
     # default), the only ones whose dead letters it reports.
     subscriptions: list[str] = field(default_factory=list)
+    # Every rule that reads the date or the instant asks this clock; a test replaces it.
+    clock: Clock = field(default_factory=Clock)
+
+    def today(self) -> dt.date:
+        """Today in the suite's timezone (Europe/Warsaw): the date the rules apply."""
+        return self.clock.today(self.settings.timezone)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.outbox_model, on_commit=self.relay.wake)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
@@ -39,7 +36,7 @@ def _ikp(ctx: ContextDep) -> Ikp:
 )
 async def enable_ikp(ctx: ContextDep, who: CurrentPrincipal) -> schemas.IkpStatusOut:
     """Asks P1 to enable IKP requests for the facility: ``pending`` until P1 confirms (within an hour)."""
-    today = dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    today = ctx.today()
     async with ctx.uow() as uow:
         return await _ikp(ctx).enable(uow, who.require_facility(), today)
 
@@ -149,7 +146,7 @@ async def reconcile_cer(ctx: ContextDep, who: CurrentPrincipal) -> schemas.Recon
 @router.get("/cer/compliance", response_model=schemas.ComplianceOut, **allow(*ADMIN, Role.registrar))
 async def cer_compliance(ctx: ContextDep, who: CurrentPrincipal) -> schemas.ComplianceOut:
     """Per CeR-covered specialty: schedules published or not, and the payment dates at risk from today."""
-    today = dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    today = ctx.today()
     async with ctx.sessions() as session:
         return await cer_service.compliance(session, who.require_facility(), today)
 
@@ -179,6 +176,6 @@ async def cer_webhook(facility_id: str, request: Request, ctx: ContextDep) -> Re
             raw,
             request.headers.get("x-cer-timestamp"),
             request.headers.get("x-cer-signature"),
-            time.time(),
+            ctx.clock.timestamp(),
         )
     return Response(status_code=204)

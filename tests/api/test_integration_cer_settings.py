@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 import uuid
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from services.integration.domain import sign
 from services.integration.models import CerOutgoing, Outbox
+from shared.clock import FixedClock
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import FACILITY, PATIENT, PATIENT_2, Clinic
 
@@ -104,22 +106,30 @@ async def test_a_signed_notification_is_accepted_once(clinic: Clinic) -> None:
 
 async def test_forged_stale_future_missing_or_foreign_signatures_are_refused_and_apply_nothing(clinic: Clinic) -> None:
     await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    # The service's clock stands still, so the 300-second window is tested to the second on any machine.
+    now = 1_796_000_000
+    clinic.service("integration").state.ctx.clock = FixedClock(dt.datetime.fromtimestamp(now, dt.UTC))
     body = _notification()
-    now = int(time.time())
     cases = {
-        "forged": _signed(body, secret="not-the-facility-secret-0123456"),
+        "forged": _signed(body, secret="not-the-facility-secret-0123456", at=now),
         "stale": _signed(body, at=now - 301),
         "future": _signed(body, at=now + 301),
         "missing": {"Content-Type": "application/json"},
-        "body changed": _signed(_notification(event_id="cer-2")),
+        "body changed": _signed(_notification(event_id="cer-2"), at=now),
     }
     for name, headers in cases.items():
         answer = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=body, headers=headers)
         assert answer.status_code == 401, name
         assert answer.headers["content-type"] == "application/problem+json", name
-    elsewhere = await clinic.client.post("/webhooks/cer/another-clinic", content=body, headers=_signed(body))
+    elsewhere = await clinic.client.post("/webhooks/cer/another-clinic", content=body, headers=_signed(body, at=now))
     assert elsewhere.status_code == 401  # a facility without CeR settings: nothing revealed
     assert await _received(clinic) == []
+    # The edges of the window are inside it: 300 s either way is accepted.
+    for event_id, at in (("cer-early", now - 300), ("cer-late", now + 300)):
+        edge = _notification(event_id=event_id)
+        accepted = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=edge, headers=_signed(edge, at=at))
+        assert accepted.status_code == 204, event_id
+    assert sorted(await _received(clinic)) == ["cer-early", "cer-late"]
 
 
 async def test_a_malformed_or_oversized_notification_is_refused(clinic: Clinic) -> None:
