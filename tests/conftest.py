@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.auth import Claims, Role, issue_token
 from shared.settings import GatewaySettings, Settings
+from tests.support import fast_startup
 
 PG_BASE = os.environ.get("PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP_BASE = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
@@ -35,6 +36,10 @@ FACILITY = "clinic-a"
 OTHER_FACILITY = "clinic-b"
 PESEL = "44051401359"
 OTHER_PESEL = "02070803628"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    fast_startup.install()
 
 
 def infra_unavailable(what: str, error: BaseException) -> None:
