@@ -7,7 +7,6 @@ tests. "Today" is pinned through ``ctx.extras["today"]`` so months and dates are
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
@@ -29,6 +28,7 @@ from shared.app import ServiceContext
 from shared.settings import Settings
 from tests.api.test_scheduling_api import assert_problem
 from tests.conftest import FACILITY, OTHER_FACILITY, OTHER_PESEL, PESEL, make_settings, token_for
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -519,17 +519,22 @@ async def test_while_ezwm_is_down_a_realisation_is_recorded_and_registered_when_
     assert settlement.json()["not_yet_registered"] == 1
 
     await suite.sandbox.post(f"{EZWM}/up")
-    for _ in range(250):  # the service's own retry (every 50 ms here) registers it; nobody nudges it
-        in_ezwm = (await suite.sandbox.get(f"{EZWM}/orders/{number}")).json()
-        if in_ezwm["months_registered"]:
-            break
-        await asyncio.sleep(0.02)
+
+    async def registered() -> Realisation | None:
+        async with suite.ctx.sessions() as session:
+            return await session.get(Realisation, uuid.UUID(done["id"]))
+
+    async def is_registered() -> bool:
+        row = await registered()
+        return row is not None and row.ezwm_status == "registered"
+
+    # The service's own retry (every 50 ms here) registers it; nobody nudges it.
+    await eventually(is_registered, what="the realisation registered in eZWM")
+    in_ezwm = (await suite.sandbox.get(f"{EZWM}/orders/{number}")).json()
     assert in_ezwm["months_registered"] == ["2030-03"]
     assert in_ezwm["locked_by"] == shop
-    async with suite.ctx.sessions() as session:
-        row = await session.get(Realisation, uuid.UUID(done["id"]))
+    row = await registered()
     assert row is not None
-    assert row.ezwm_status == "registered"
     assert row.ezwm_registration_number
     assert row.registration_attempts >= 2
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from shared.events import Envelope
 from shared.settings import Settings
 from tests.api.test_scheduling_api import API, DAY, Clinic
 from tests.conftest import FACILITY, OTHER_PESEL, PESEL
+from tests.support.waiting import eventually
 
 Headers = dict[str, str]
 
@@ -38,12 +38,11 @@ class Service:
             return list((await session.scalars(query)).all())
 
     async def delivered(self, event_type: str, count: int = 1) -> list[Envelope]:
-        for _ in range(200):
-            found = [e for e in self.received if e.type == event_type]
-            if len(found) >= count:
-                return found
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{event_type} not delivered; got {[e.type for e in self.received]}")
+        def found() -> list[Envelope]:
+            return [e for e in self.received if e.type == event_type]
+
+        await eventually(lambda: len(found()) >= count, what=f"{count} × {event_type} delivered")
+        return found()
 
 
 @pytest.fixture
@@ -100,11 +99,11 @@ async def test_a_booking_writes_its_event_to_the_outbox_and_a_subscriber_receive
     (delivered,) = await service.delivered("scheduling.booking.created")
     assert delivered.id == stored.id
     assert delivered.payload == stored.payload
-    for _ in range(100):  # the relay marks the row once the bus has taken it
-        if (await service.outbox("scheduling.booking.created"))[0].published_at is not None:
-            break
-        await asyncio.sleep(0.01)
-    assert (await service.outbox("scheduling.booking.created"))[0].published_at is not None
+
+    async def marked() -> bool:  # the relay marks the row once the bus has taken it
+        return (await service.outbox("scheduling.booking.created"))[0].published_at is not None
+
+    await eventually(marked, what="the outbox row marked published")
 
 
 async def test_a_schedule_announces_its_slots(service: Service) -> None:

@@ -4,16 +4,15 @@ cancellation goes back to CeR. CeR down: local bookings go on and reach CeR in o
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import FACILITY, PATIENT, PATIENT_2, Clinic
+from tests.support import waiting
 
 clinic = flow.clinic  # the e2e flow's facility fixture, used here by name
 
@@ -21,14 +20,16 @@ SECRET = "cer-shared-secret-0123456789abcdef"
 CER = "/sandbox/cer"
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, clinic: Clinic, timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, clinic: Clinic) -> None:
     """Keep every queue moving (outboxes, bus, the CeR forwarder) until ``check`` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+
+    async def settled_and_checked() -> bool:
+        if await check():
+            return True
         await _settle(clinic)
-        await asyncio.sleep(0.02)
+        return False
+
+    await waiting.eventually(settled_and_checked, what=what)
 
 
 async def _settle(clinic: Clinic) -> None:

@@ -18,6 +18,7 @@ from shared.events import Envelope
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, Clinic, _rx
 from tests.e2e.test_realisation_flow import _issued
+from tests.support.waiting import eventually
 
 clinic = flow.clinic  # the prescriptions flow's facility fixture, used here by name
 
@@ -31,11 +32,12 @@ async def _deliver(clinic: Clinic) -> None:
     await clinic.service("notifications").state.ctx.relay.publish_pending()
     await clinic.app.state.gateway.bus.drain()
     sender = clinic.service("notifications").state.ctx.extras["sender"]
-    for _ in range(200):
+
+    async def nothing_queued() -> bool:
         await sender.send_due()
-        if all(m["status"] != "queued" for m in await _messages(clinic)):
-            return
-        await asyncio.sleep(0.025)
+        return all(m["status"] != "queued" for m in await _messages(clinic))
+
+    await eventually(nothing_queued, what="every due message sent")
 
 
 async def _messages(clinic: Clinic, **query: str) -> list[dict[str, Any]]:

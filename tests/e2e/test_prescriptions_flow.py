@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from services.prescriptions.models import Outbox
 from tests.conftest import make_gateway_settings, running_client
+from tests.support.waiting import eventually
 
 FACILITY = "clinic-rx"
 DOCTOR = "1047514"  # the patient's POZ doctor
@@ -318,13 +319,11 @@ async def test_issuing_a_package_registers_it_in_p1_and_cancelling_follows(clini
     assert len(events) == 1 and package["access_code"] in events[0]
 
     sandbox = clinic.client
-    registered: list[str] = []
-    for _ in range(100):  # the integration service forwards it through its queue
-        registered = (await sandbox.get("/sandbox/p1/received")).json()
-        if package["package_key"] in str(registered):
-            break
-        await asyncio.sleep(0.05)
-    assert package["package_key"] in str(registered)
+
+    async def registered() -> bool:  # the integration service forwards it through its queue
+        return package["package_key"] in str((await sandbox.get("/sandbox/p1/received")).json())
+
+    await eventually(registered, what="the package registered in P1")
     found = await sandbox.post(
         "/sandbox/p1/packages/lookup", json={"access_code": package["access_code"], "pesel": PATIENT}
     )
@@ -339,12 +338,11 @@ async def test_issuing_a_package_registers_it_in_p1_and_cancelling_follows(clini
     assert (await clinic.post(f"/api/v1/prescriptions/prescriptions/{key}/cancel", {}, colleague)).status_code == 404
     cancelled = await clinic.post(f"/api/v1/prescriptions/prescriptions/{key}/cancel", {}, doctor)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    for _ in range(100):
-        p1_view = (await sandbox.get(f"/sandbox/p1/prescriptions/{key}")).json()
-        if p1_view["status"] == "cancelled":
-            break
-        await asyncio.sleep(0.05)
-    assert p1_view["status"] == "cancelled"
+
+    async def cancelled_in_p1() -> bool:
+        return bool((await sandbox.get(f"/sandbox/p1/prescriptions/{key}")).json()["status"] == "cancelled")
+
+    await eventually(cancelled_in_p1, what="the cancellation registered in P1")
 
 
 async def test_issuing_limits_and_package_size(clinic: Clinic) -> None:

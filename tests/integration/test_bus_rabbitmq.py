@@ -16,7 +16,8 @@ from shared.bus import Handler, RabbitMQBus
 from shared.db import TYPE_ANNOTATION_MAP, create_engine, new_metadata, session_factory
 from shared.events import Envelope
 from shared.outbox import InboxMixin, already_processed
-from tests.integration.conftest import eventually, unique
+from tests.integration.conftest import unique
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.infra
 

@@ -31,7 +31,8 @@ from services.integration.settings import IntegrationSettings
 from services.scheduling.app import create_app as create_scheduling
 from shared.settings import Settings
 from tests.conftest import PESEL, make_settings, token_for
-from tests.integration.conftest import ServiceProcess, eventually, fresh_database, new_npwz, scalar, serving, unique
+from tests.integration.conftest import ServiceProcess, fresh_database, new_npwz, scalar, serving, unique
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.infra
 
@@ -138,7 +139,7 @@ async def _cardiology_slots(suite: Suite, count: int) -> list[str]:
         answer = await suite.cer.get(f"/facilities/{suite.facility}/slots")
         return answer.status_code == 200 and len(answer.json()) == count
 
-    await eventually(in_cer, timeout=30, what="the cardiology schedule published to CeR")
+    await eventually(in_cer, what="the cardiology schedule published to CeR")
     return ids
 
 
@@ -187,7 +188,7 @@ async def test_a_cer_outage_loses_nothing_and_keeps_each_visits_order_across_a_r
             gone = await scalar(suite.integration_db, "SELECT count(*) FROM cer_visits WHERE cancelled")
             return bool(visits == len(booked) and gone == len(cancelled))
 
-        await eventually(all_queued, timeout=30, what="every local change queued for CeR")
+        await eventually(all_queued, what="every local change queued for CeR")
         queued = await scalar(suite.integration_db, "SELECT count(*) FROM cer_visits WHERE booked")
         checks = await _cer_checks(integration)
         # A cancellation that overtook its booking on the bus leaves only the cancellation to send.
@@ -201,7 +202,7 @@ async def test_a_cer_outage_loses_nothing_and_keeps_each_visits_order_across_a_r
         async def drained() -> bool:
             return (await _cer_checks(integration))["cer_backlog"] == 0
 
-        await eventually(drained, timeout=30, what="the CeR queue sent")
+        await eventually(drained, what="the CeR queue sent")
         assert (await _cer_checks(integration))["cer_rejected"] == 0
         sent = (
             await integration.get(
@@ -290,7 +291,7 @@ async def _race(suite: Suite, integration: httpx.AsyncClient) -> None:
         )
         return len(answer.json()) == len(slots)
 
-    await eventually(applied, timeout=30, what="every slot booked by one side")
+    await eventually(applied, what="every slot booked by one side")
     bookings = (
         await suite.scheduling.get(
             "/api/v1/scheduling/bookings", params={"status": "booked", "cer_published": "true"}, headers=desk
@@ -311,7 +312,7 @@ async def _race(suite: Suite, integration: httpx.AsyncClient) -> None:
             and (await _cer_checks(integration))["cer_backlog"] == 0
         )
 
-    await eventually(cer_agrees, timeout=30, what="CeR holding the same patient on every slot")
+    await eventually(cer_agrees, what="CeR holding the same patient on every slot")
     refused = (await suite.cer.get(f"/facilities/{suite.facility}/bookings", params={"status": "refused"})).json()
     assert {b["slot_id"] for b in refused} == desk_won  # CeR's losers were told
 

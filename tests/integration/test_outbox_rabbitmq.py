@@ -17,7 +17,8 @@ from shared.app import ServiceContext
 from shared.bus import RabbitMQBus
 from shared.events import Envelope
 from tests.conftest import FACILITY, OTHER_PESEL, PESEL, token_for
-from tests.integration.conftest import eventually, pg_settings, scalar, seed_schedule, serving, unique
+from tests.integration.conftest import pg_settings, scalar, seed_schedule, serving, unique
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.infra
 
@@ -252,7 +253,7 @@ async def test_the_relay_keeps_events_through_a_broker_outage_and_publishes_them
         async def drained() -> bool:
             return await ctx.relay.backlog() == 0
 
-        await eventually(drained, timeout=40, interval=0.1, what="the outbox backlog to drain after the outage")
+        await eventually(drained, interval=0.1, what="the outbox backlog to drain after the outage")
         outbox = [
             uuid.UUID(str(row))
             for row in (

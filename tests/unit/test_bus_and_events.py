@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 
 from shared.bus import InProcessBus, backoff_delays, matches
 from shared.events import Envelope
+from tests.support.waiting import eventually
 
 
 @pytest.mark.parametrize(
@@ -112,10 +112,7 @@ async def test_the_in_process_bus_delivers_only_to_matching_subscriptions() -> N
         await bus.publish(Envelope(type="scheduling.booking.created"))
         await bus.publish(Envelope(type="scheduling.schedule.published"))
         await bus.publish(Envelope(type="scheduling.booking.moved.twice"))
-        for _ in range(100):
-            if len(everything) == 3:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(everything) == 3, what="three events delivered")
     finally:
         await bus.close()
     assert bookings == ["scheduling.booking.created"]
@@ -141,19 +138,17 @@ async def test_a_failing_handler_is_retried_then_parked_and_can_be_replayed() ->
     try:
         envelope = Envelope(type="scheduling.booking.created")
         await bus.publish(envelope)
-        for _ in range(200):
-            if await bus.dead_letters("test.flaky"):
-                break
-            await asyncio.sleep(0.01)
+
+        async def parked() -> bool:
+            return bool(await bus.dead_letters("test.flaky"))
+
+        await eventually(parked, what="the event parked")
         assert attempts == [envelope.id] * 3
         assert [e.id for e in await bus.dead_letters("test.flaky")] == [envelope.id]
 
         healthy = True
         assert await bus.replay_dead_letters("test.flaky") == 1
-        for _ in range(100):
-            if len(attempts) == 4:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(attempts) == 4, what="the replayed attempt")
         assert len(attempts) == 4
         assert await bus.dead_letters("test.flaky") == []
     finally:
