@@ -102,7 +102,7 @@ async def list_work_types(ctx: ContextDep, who: CurrentPrincipal) -> list[WorkTy
 @router.post("/schedules", status_code=201, response_model=schemas.ScheduleOut, **allow(*STAFF))
 async def create_schedule(body: schemas.ScheduleIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ScheduleOut:
     async with ctx.uow() as uow:
-        schedule, count = await service.create_schedule(uow, who.require_facility(), body, _tz(ctx))
+        schedule, count = await service.create_schedule(uow, who.require_facility(), body, _tz(ctx), ctx.today())
     return schemas.ScheduleOut(
         id=schedule.id,
         slots_created=count,
@@ -172,7 +172,9 @@ def _patient_rules(who: Principal, body: schemas.BookingIn) -> None:
 async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     _patient_rules(who, body)
     async with ctx.uow() as uow:
-        return await service.book(uow, who.require_facility(), body, online_only=who.role == Role.patient)
+        return await service.book(
+            uow, who.require_facility(), body, ctx.clock.now(), online_only=who.role == Role.patient
+        )
 
 
 @router.post(
@@ -185,7 +187,7 @@ async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) 
 async def book_earliest(body: schemas.EarliestBookingIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     """Book the earliest free slot of a practitioner (optionally at, or not at, a location)."""
     async with ctx.uow() as uow:
-        return await service.book_earliest(uow, who.require_facility(), body)
+        return await service.book_earliest(uow, who.require_facility(), body, ctx.clock.now())
 
 
 @router.get("/bookings", response_model=list[schemas.BookingOut], **allow(*CLINIC))

@@ -58,7 +58,8 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
             slot_id=note.slot_id, patient_pesel=note.patient_pesel, source=SOURCES[note.cer_event_type]
         )
         try:
-            await service.book(uow, facility, body)
+            # Booked in CeR at ``occurred_at``: a notification that arrives after the visit began still counts.
+            await service.book(uow, facility, body, note.occurred_at)
             return "applied"
         except ProblemError as exc:
             reason = exc.detail

@@ -57,6 +57,17 @@ def cut_slots(day: dt.date, start: dt.time, end: dt.time, visit_minutes: int, tz
     return slots
 
 
+def check_not_past(day: dt.date, today: dt.date) -> None:
+    """Nothing is planned for a day gone by (DOMAIN.md 1): today's remaining hours still count."""
+    if day < today:
+        raise ScheduleError("date", f"{day.isoformat()} has passed (today is {today.isoformat()}): plan today or later")
+
+
+def has_started(start: dt.datetime, now: dt.datetime) -> bool:
+    """A visit whose time has come can no longer be booked."""
+    return start <= now
+
+
 def _local(naive: dt.datetime, tz: ZoneInfo) -> dt.datetime:
     return naive.replace(tzinfo=tz).astimezone(dt.UTC)
 

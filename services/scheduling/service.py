@@ -111,9 +111,13 @@ async def set_duty_practitioner(
 
 
 async def create_schedule(
-    uow: UnitOfWork, facility_id: str, data: schemas.ScheduleIn, tz: ZoneInfo
+    uow: UnitOfWork, facility_id: str, data: schemas.ScheduleIn, tz: ZoneInfo, today: dt.date
 ) -> tuple[Schedule, int]:
     session = uow.session
+    try:
+        domain.check_not_past(data.date, today)
+    except domain.ScheduleError as exc:
+        raise Unprocessable.field(f"body.{exc.field}", exc.message) from exc
     practitioner = await _owned(
         session, Practitioner, data.practitioner_id, facility_id, "practitioner", "body.practitioner_id"
     )
@@ -319,10 +323,14 @@ async def get_booking(session: AsyncSession, facility_id: str, booking_id: uuid.
 
 
 async def book(
-    uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, *, online_only: bool = False
+    uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, now: dt.datetime, *, online_only: bool = False
 ) -> schemas.BookingOut:
     session = uow.session
     slot, cer = await _slot_for_booking(session, data.slot_id, facility_id)
+    if domain.has_started(slot.start_at, now):
+        raise Unprocessable.field(
+            "body.slot_id", f"the visit began at {slot.start_at.isoformat()}: a slot that has started cannot be booked"
+        )
     if online_only and not await session.scalar(
         sa.select(WorkType.visible_online).where(WorkType.id == slot.work_type_id)
     ):
@@ -374,7 +382,9 @@ async def _commit_booking(
 EARLIEST_ATTEMPTS = 5
 
 
-async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.EarliestBookingIn) -> schemas.BookingOut:
+async def book_earliest(
+    uow: UnitOfWork, facility_id: str, data: schemas.EarliestBookingIn, now: dt.datetime
+) -> schemas.BookingOut:
     """The earliest free slot that fits, locked with SKIP LOCKED on PostgreSQL so that concurrent
     callers take successive slots. The lock is FOR NO KEY UPDATE: a desk booking's foreign-key check
     (FOR KEY SHARE) on the same slot must not wait for it, or the two deadlock on the unique index.
@@ -387,7 +397,7 @@ async def book_earliest(uow: UnitOfWork, facility_id: str, data: schemas.Earlies
         .where(
             Slot.facility_id == facility_id,
             Slot.practitioner_id == data.practitioner_id,
-            Slot.start_at > data.start_after,
+            Slot.start_at > max(data.start_after, now),  # never a visit that has begun
             Slot.available.is_(True),
             Slot.id.not_in(active),
         )

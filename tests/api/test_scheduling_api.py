@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.clock import FixedClock
 from tests.conftest import FACILITY, OTHER_FACILITY, OTHER_PESEL, PESEL
 
 API = "/api/v1/scheduling"
@@ -257,11 +259,49 @@ async def test_a_summer_schedule_is_two_hours_ahead_of_utc(clinic: Clinic) -> No
 
 async def test_a_schedule_on_the_spring_forward_day_neither_fails_nor_overlaps(clinic: Clinic) -> None:
     doctor, place, work = await clinic.practitioner(), await clinic.location(), await clinic.work_type()
-    answer = await clinic.schedule(doctor, place, work, date="2026-03-29", start="01:00", end="04:00", visit=30)
+    answer = await clinic.schedule(doctor, place, work, date="2030-03-31", start="01:00", end="04:00", visit=30)
     assert answer.status_code == 201, answer.text
     assert answer.json()["slots_created"] == 4  # 02:00-03:00 does not exist on that night
     starts = [s["start"] for s in await clinic.slots()]
-    assert starts == ["2026-03-29T00:00:00Z", "2026-03-29T00:30:00Z", "2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z"]
+    assert starts == ["2030-03-31T00:00:00Z", "2030-03-31T00:30:00Z", "2030-03-31T01:00:00Z", "2030-03-31T01:30:00Z"]
+
+
+# ----------------------------------------------------------------------------- nothing in the past
+
+# 2030-03-04 10:30 in Warsaw (UTC+1): the DAY's 08:00-09:00 slots have started, its afternoon has not.
+DURING_DAY = dt.datetime(2030, 3, 4, 9, 30, tzinfo=dt.UTC)
+
+
+def stop_the_clock(client: httpx.AsyncClient, at: dt.datetime) -> None:
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    transport.app.state.ctx.clock = FixedClock(at)  # type: ignore[attr-defined]
+
+
+async def test_a_schedule_for_a_day_gone_by_is_refused_and_today_is_still_planned(clinic: Clinic) -> None:
+    doctor, place, work = await clinic.practitioner(), await clinic.location(), await clinic.work_type()
+    stop_the_clock(clinic.client, DURING_DAY)
+    yesterday = await clinic.schedule(doctor, place, work, date="2030-03-03")
+    body = assert_problem(yesterday, 422, "body.date")
+    assert "2030-03-03 has passed" in body["detail"] and "today is 2030-03-04" in body["detail"]
+    assert await clinic.slots() == []
+    assert (await clinic.schedule(doctor, place, work, date=DAY, start="14:00", end="15:00")).status_code == 201
+
+
+async def test_a_slot_that_has_started_cannot_be_booked(clinic: Clinic) -> None:
+    doctor, place, work = await clinic.practitioner(), await clinic.location(), await clinic.work_type()
+    morning = await clinic.scheduled(doctor, place, work, start="10:00", end="11:00", visit=30)
+    stop_the_clock(clinic.client, DURING_DAY)  # 10:30 local: the 10:00 visit has begun, 10:30 begins now
+    for slot in morning:
+        assert_problem(await clinic.book(slot["id"]), 422, "body.slot_id")
+    later = await clinic.scheduled(doctor, place, work, start="11:00", end="11:30", visit=30)
+    assert (await clinic.book(later[0]["id"])).status_code == 201
+    earliest = await clinic.client.post(
+        f"{API}/bookings/earliest",
+        json={"practitioner_id": doctor["id"], "start_after": "2030-03-01T00:00:00Z", "patient_pesel": OTHER_PESEL},
+        headers=clinic.desk,
+    )
+    assert_problem(earliest, 404)  # only started visits are left: none is offered
 
 
 async def test_a_schedule_overlapping_the_practitioners_slots_elsewhere_is_refused_whole(clinic: Clinic) -> None:

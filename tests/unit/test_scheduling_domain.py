@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.scheduling import domain
 from services.scheduling.domain import (
     MAX_VISIT_MINUTES,
     MIN_VISIT_MINUTES,
@@ -276,3 +277,23 @@ def test_an_absence_ending_before_it_starts_is_refused_on_date_to() -> None:
     with pytest.raises(ScheduleError) as caught:
         absence_window(dt.date(2030, 3, 5), dt.date(2030, 3, 4), WARSAW)
     assert caught.value.field == "date_to"
+
+
+# ----------------------------------------------------------------------------- nothing in the past
+
+
+def test_today_and_later_can_be_planned_a_day_gone_by_cannot() -> None:
+    today = dt.date(2030, 3, 4)
+    domain.check_not_past(today, today)
+    domain.check_not_past(dt.date(2030, 3, 5), today)
+    with pytest.raises(domain.ScheduleError) as refused:
+        domain.check_not_past(dt.date(2030, 3, 3), today)
+    assert refused.value.field == "date"
+    assert "today is 2030-03-04" in refused.value.message
+
+
+def test_a_visit_has_started_from_its_first_instant() -> None:
+    start = dt.datetime(2030, 3, 4, 9, 0, tzinfo=dt.UTC)
+    assert not domain.has_started(start, start - dt.timedelta(microseconds=1))
+    assert domain.has_started(start, start)
+    assert domain.has_started(start, start + dt.timedelta(minutes=5))
