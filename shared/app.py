@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from shared.logging import configure_logging
 from shared.metrics import install_metrics, watch_service
 from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from shared.outbox import OutboxRelay, UnitOfWork
-from shared.problems import install_problem_handlers
+from shared.problems import FieldError, Unprocessable, install_problem_handlers
 from shared.settings import Settings
 
 
@@ -143,7 +145,13 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
                 await the_bus.close()
             await engine.dispose()
 
-    app = FastAPI(title=definition.title, version="1.0.0", lifespan=lifespan, root_path_in_servers=False)
+    app = FastAPI(
+        title=definition.title,
+        version="1.0.0",
+        lifespan=lifespan,
+        root_path_in_servers=False,
+        dependencies=[Depends(refuse_unknown_query_parameters), Depends(refuse_control_characters)],
+    )
     app.state.settings = settings
     app.state.ctx = ctx
     install_problem_handlers(app)
@@ -157,6 +165,65 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
     app.add_middleware(RequestIdMiddleware, service=definition.name)
     watch_service(install_metrics(app), ctx)
     return app
+
+
+async def refuse_unknown_query_parameters(request: Request) -> None:
+    """A misspelt or unsupported filter (``GET /bookings?slot_id=``) is an error, not a silent "everything"."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise Unprocessable(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            errors=[FieldError(field=f"query.{name}", message="not a parameter of this operation") for name in unknown],
+        )
+
+
+# C0 controls but tab, line feed and carriage return; DEL and the C1 controls; the bidirectional
+# embeddings, overrides and isolates that make a name read differently from what is stored.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def control_character_fields(value: Any, path: str = "body") -> list[str]:
+    """The paths of the JSON strings (values and keys) in ``value`` that hold a control character."""
+    if isinstance(value, str):
+        return [path] if _CONTROL.search(value) else []
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in control_character_fields(item, f"{path}.{i}")]
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            if _CONTROL.search(key):
+                found.append(f"{path}.{key!r}")
+            found.extend(control_character_fields(item, f"{path}.{key}"))
+        return found
+    return []
+
+
+async def refuse_control_characters(request: Request) -> None:
+    """No text field takes NUL, BEL or a bidi override: they corrupt logs, letters and what a reader sees."""
+    if request.method not in {"POST", "PUT", "PATCH"} or "json" not in request.headers.get("content-type", ""):
+        return
+    try:
+        document = json.loads(await request.body())
+    except ValueError:
+        return  # not JSON: the operation's own validation answers
+    fields = control_character_fields(document)
+    if fields:
+        raise Unprocessable(
+            "text may not contain control characters or bidirectional overrides",
+            errors=[FieldError(field=f, message="contains a control character") for f in fields],
+        )
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    found = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        found.extend(_query_params(sub))
+    return found
 
 
 async def _start_bus_when_reachable(bus: EventBus) -> None:

@@ -14,6 +14,7 @@ from services.scheduling import schemas, service
 from services.scheduling.models import Location, Practitioner, WorkType
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Principal, Role, allow
+from shared.identifiers import Pesel
 from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound, Unprocessable
 
 router = APIRouter(prefix="/api/v1/scheduling", tags=["scheduling"], responses=PROBLEM_RESPONSES)
@@ -198,14 +199,27 @@ async def list_bookings(
     cer_published: Annotated[bool | None, Query(description="only bookings of slots published to CeR")] = None,
     start_from: Annotated[AwareDatetime | None, Query(description="visits starting at or after this instant")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    patient_pesel: Annotated[Pesel | None, Query(description="one patient's bookings")] = None,
+    practitioner_id: Annotated[uuid.UUID | None, Query(description="one practitioner's visits")] = None,
+    slot_id: Annotated[uuid.UUID | None, Query(description="the bookings of one slot")] = None,
+    date_from: Annotated[dt.date | None, Query(description="visits on or after this local day")] = None,
+    date_to: Annotated[dt.date | None, Query(description="visits on or before this local day (inclusive)")] = None,
 ) -> list[schemas.BookingOut]:
+    if date_from and date_to and date_to < date_from:
+        raise Unprocessable.field("query.date_to", "must not be before date_from")
+    tz = _tz(ctx)
+    starts = [s for s in (start_from, _local_day_start(date_from, tz) if date_from else None) if s is not None]
     async with ctx.sessions() as session:
         return await service.list_bookings(
             session,
             who.require_facility(),
             status=status,
             cer_published=cer_published,
-            start_from=start_from,
+            start_from=max(starts) if starts else None,
+            start_before=_local_day_start(date_to + dt.timedelta(days=1), tz) if date_to else None,
+            patient_pesel=patient_pesel,
+            practitioner_id=practitioner_id,
+            slot_id=slot_id,
             limit=limit,
         )
 

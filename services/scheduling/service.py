@@ -299,6 +299,10 @@ async def list_bookings(
     cer_published: bool | None,
     start_from: dt.datetime | None,
     limit: int,
+    start_before: dt.datetime | None = None,
+    patient_pesel: str | None = None,
+    practitioner_id: uuid.UUID | None = None,
+    slot_id: uuid.UUID | None = None,
 ) -> list[schemas.BookingOut]:
     """Bookings with their slots' times, earliest visit first (CeR reconciliation reads the published ones)."""
     query = (
@@ -313,6 +317,14 @@ async def list_bookings(
         query = query.where(Schedule.cer_published.is_(cer_published))
     if start_from is not None:
         query = query.where(Slot.start_at >= start_from)
+    if start_before is not None:
+        query = query.where(Slot.start_at < start_before)
+    if patient_pesel is not None:
+        query = query.where(Booking.patient_pesel == patient_pesel)
+    if practitioner_id is not None:
+        query = query.where(Slot.practitioner_id == practitioner_id)
+    if slot_id is not None:
+        query = query.where(Booking.slot_id == slot_id)
     rows = (await session.execute(query.order_by(Slot.start_at, Booking.id).limit(limit))).all()
     return [booking_view(booking, slot) for booking, slot in rows]
 

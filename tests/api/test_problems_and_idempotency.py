@@ -608,3 +608,41 @@ async def test_health_and_readiness_answer_without_a_token(clinic: Clinic) -> No
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["database"] == "ok"
     assert ready.json()["service"] == "scheduling"
+
+
+# ----------------------------------------------------------------------------- control characters
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("Dr\x00 Nowak", "NUL"), ("Dr\x07 Nowak", "BEL"), ("Dr \u202eKAWON", "right-to-left override"), ("\x9b", "C1")],
+)
+async def test_a_text_field_with_a_control_character_is_refused_naming_the_field(
+    scheduling_client: httpx.AsyncClient, auth: Callable[..., dict[str, str]], name: str, why: str
+) -> None:
+    answer = await scheduling_client.post(
+        "/api/v1/scheduling/locations", json={"name": name}, headers=auth("facility_admin")
+    )
+    assert answer.status_code == 422, why
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in answer.json()["errors"]] == ["body.name"]
+    listed = await scheduling_client.get("/api/v1/scheduling/locations", headers=auth("facility_admin"))
+    assert listed.json() == []
+
+
+async def test_line_breaks_tabs_and_polish_letters_are_ordinary_text(
+    scheduling_client: httpx.AsyncClient, auth: Callable[..., dict[str, str]]
+) -> None:
+    answer = await scheduling_client.post(
+        "/api/v1/scheduling/locations",
+        json={"name": "Przychodnia\tŻółć\nFilia"},
+        headers=auth("facility_admin"),
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def test_control_characters_are_found_in_nested_values_and_keys() -> None:
+    from shared.app import control_character_fields
+
+    document = {"items": [{"drug": "ok"}, {"drug": "bad\x00"}], "k\x1b": 1, "note": "fine\r\n"}
+    assert control_character_fields(document) == ["body.items.1.drug", "body.'k\\x1b'"]

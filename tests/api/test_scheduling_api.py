@@ -762,3 +762,48 @@ async def test_a_practitioner_reads_slots_but_cannot_book(clinic: Clinic, day_sl
 async def test_a_partner_books_on_behalf_of_the_facility(clinic: Clinic, day_slots: list[dict[str, Any]]) -> None:
     answer = await clinic.book(day_slots[0]["id"], PESEL, "cer_other_entity", headers=clinic.auth("partner"))
     assert answer.status_code == 201, answer.text
+
+
+# ----------------------------------------------------------------------------- booking filters
+
+
+async def test_bookings_are_filtered_by_patient_practitioner_slot_and_local_day(clinic: Clinic) -> None:
+    place, work = await clinic.location(), await clinic.work_type()
+    first, second = await clinic.practitioner("Dr A"), await clinic.practitioner("Dr B")
+    monday = await clinic.scheduled(first, place, work, start="08:00", end="08:40", visit=20)
+    tuesday = await clinic.scheduled(second, place, work, date=NEXT_DAY, start="08:00", end="08:20", visit=20)
+    mine = await clinic.booked(monday[0]["id"])
+    theirs = await clinic.booked(monday[1]["id"], OTHER_PESEL)
+    later = await clinic.booked(tuesday[0]["id"])
+
+    async def listed(**params: Any) -> list[str]:
+        answer = await clinic.client.get(f"{API}/bookings", params=params, headers=clinic.desk)
+        assert answer.status_code == 200, answer.text
+        return [b["id"] for b in answer.json()]
+
+    assert await listed(patient_pesel=PESEL) == [mine["id"], later["id"]]
+    assert await listed(practitioner_id=first["id"]) == [mine["id"], theirs["id"]]
+    assert await listed(slot_id=monday[1]["id"]) == [theirs["id"]]
+    assert await listed(date_from=NEXT_DAY) == [later["id"]]
+    assert await listed(date_to=DAY) == [mine["id"], theirs["id"]]
+    assert await listed(date_from=DAY, date_to=DAY, patient_pesel=OTHER_PESEL) == [theirs["id"]]
+
+
+async def test_an_unknown_or_bad_booking_filter_is_refused_not_ignored(clinic: Clinic) -> None:
+    unknown = await clinic.client.get(f"{API}/bookings", params={"slot": "x", "pesel": "1"}, headers=clinic.desk)
+    body = assert_problem(unknown, 422, "query.pesel")
+    assert {e["field"] for e in body["errors"]} == {"query.pesel", "query.slot"}
+    assert_problem(
+        await clinic.client.get(f"{API}/bookings", params={"patient_pesel": "44051401358"}, headers=clinic.desk),
+        422,
+        "query.patient_pesel",
+    )
+    backwards = await clinic.client.get(
+        f"{API}/bookings", params={"date_from": NEXT_DAY, "date_to": DAY}, headers=clinic.desk
+    )
+    assert_problem(backwards, 422, "query.date_to")
+    assert_problem(
+        await clinic.client.get(f"{API}/slots", params={"practitioner": "x"}, headers=clinic.desk),
+        422,
+        "query.practitioner",
+    )
