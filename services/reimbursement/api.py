@@ -8,9 +8,7 @@ their own pharmacy.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Response
@@ -33,9 +31,8 @@ OrderNumber = Annotated[str, Path(min_length=1, max_length=40, description="nume
 
 
 def today(ctx: ServiceContext) -> dt.date:
-    """Today in the rules' time zone; tests replace it through ``ctx.extras["today"]``."""
-    clock: Callable[[], dt.date] | None = ctx.extras.get("today")
-    return clock() if clock is not None else dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    """Today in the rules' time zone (Europe/Warsaw), from the service's clock: tests fix it."""
+    return ctx.today()
 
 
 def ezwm(ctx: ServiceContext) -> EzwmClient:
@@ -62,7 +59,7 @@ def registrar(ctx: ServiceContext) -> Registrar:
 async def issue_order(body: schemas.OrderIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.OrderOut:
     async with ctx.uow() as uow:
         row = await service.issue_order(
-            uow, ezwm(ctx), facility_id=who.require_facility(), issued_by=who.sub, data=body
+            uow, ezwm(ctx), facility_id=who.require_facility(), issued_by=who.sub, data=body, today=today(ctx)
         )
     return service.order_view(row, [], today(ctx))
 
@@ -167,6 +164,8 @@ def _realisation_view(
         patient_share=pln(row.patient_share_grosze),
         rules_valid_from=row.rules_valid_from,
         patient_age=row.patient_age,
+        offline=row.offline,
+        patient_statement=row.patient_statement,
         entitlements_in_force=list(row.entitlements),
         entitlements_dropped=[schemas.DroppedEntitlementOut(code=d.code, reason=d.reason) for d in check.dropped],
         continuation=row.continuation,

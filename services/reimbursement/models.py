@@ -111,6 +111,9 @@ class Realisation(Base):
     entitlements_changed: Mapped[bool] = mapped_column(default=False)
     patient_age: Mapped[int]
     continuation: Mapped[bool] = mapped_column(default=False)
+    # A paper realisation registered later under its paper date, with the patient's signed statement.
+    offline: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    patient_statement: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     channel: Mapped[str] = mapped_column(sa.String(20))
     group_code: Mapped[str] = mapped_column(sa.String(20))
     ezwm_status: Mapped[str] = mapped_column(sa.String(30), default=PENDING_REGISTRATION)

@@ -118,7 +118,21 @@ class RealisationIn(_In):
     months: list[MonthText] = Field(max_length=12, description="1 to 6 consecutive months from the realisation's")
     pieces: int = Field(ge=1, le=1_000_000)
     unit_price: PriceText
-    realized_on: dt.date
+    realized_on: dt.date | None = Field(
+        default=None,
+        description="omitted: today (the server's date, Europe/Warsaw). An earlier date only with `offline: true` "
+        "and `patient_statement: true`: the paper date of a realisation made while eZWM was down; its months "
+        "start with that date's month. A future date is refused",
+    )
+    offline: bool = Field(
+        default=False,
+        description="this registers a paper (offline) realisation made while eZWM was down, under its paper date",
+    )
+    patient_statement: bool = Field(
+        default=False,
+        description="the patient's signed statement of the right to benefits is attached: required for an "
+        "offline realisation dated before today",
+    )
     entitlements: list[Annotated[EntitlementIn, BeforeValidator(_code_as_object)]] | None = Field(
         default=None,
         max_length=20,
@@ -149,6 +163,8 @@ class RealisationOut(BaseModel):
     patient_share: Money
     rules_valid_from: dt.date
     patient_age: int
+    offline: bool = Field(description="registered later from a paper realisation, under its paper date")
+    patient_statement: bool
     entitlements_in_force: list[str]
     entitlements_dropped: list[DroppedEntitlementOut]
     continuation: bool

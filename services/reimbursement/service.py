@@ -160,7 +160,7 @@ def order_view(row: Order, realized: list[str], today: dt.date) -> schemas.Order
 
 
 async def issue_order(
-    uow: UnitOfWork, ezwm: EzwmClient, *, facility_id: str, issued_by: str, data: schemas.OrderIn
+    uow: UnitOfWork, ezwm: EzwmClient, *, facility_id: str, issued_by: str, data: schemas.OrderIn, today: dt.date
 ) -> Order:
     """Verify the order in eZWM and keep it with the number eZWM assigned, positive or negative."""
     try:
@@ -172,6 +172,7 @@ async def issue_order(
             start_month=data.start_month,
             entitlements=data.entitlements,
             channel=data.channel.value,
+            today=today,
         )
     except ReimbursementError as exc:
         raise problem_for(exc) from exc
@@ -326,10 +327,13 @@ async def realise(
     realized = await months_realized(session, number)
     grants = _stored(data.entitlements) if data.entitlements is not None else list(row.entitlements)
     try:
-        check = domain.entitlements_in_force(row.patient_birth_date, _grants(grants), data.realized_on)
+        realized_on = domain.realisation_date(
+            data.realized_on, today=today, offline=data.offline, patient_statement=data.patient_statement
+        )
+        check = domain.entitlements_in_force(row.patient_birth_date, _grants(grants), realized_on)
         request = domain.check_realisation(
             domain_order(row, realized),
-            realized_on=data.realized_on,
+            realized_on=realized_on,
             months=[Month.parse(m, "months") for m in data.months],
             pieces=data.pieces,
             today=today,
@@ -340,7 +344,7 @@ async def realise(
             months=len(request.months),
             unit_price=Decimal(data.unit_price),
             entitlements=check.in_force,
-            realized_on=data.realized_on,
+            realized_on=realized_on,
             rule_sets=await rule_sets(session),
         )
     except ReimbursementError as exc:
@@ -351,7 +355,9 @@ async def realise(
         order_number=number,
         pharmacy_id=pharmacy_id,
         realised_by=realised_by,
-        realized_on=data.realized_on,
+        realized_on=realized_on,
+        offline=data.offline,
+        patient_statement=data.patient_statement,
         months=[str(m) for m in request.months],
         pieces=data.pieces,
         unit_price_grosze=grosze(Decimal(data.unit_price)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ VALID: dict[str, Any] = {
     "start_month": "2023-06",
     "entitlements": [" 47zn", "47OR", "47ZN"],
     "channel": "visit",
+    "today": dt.date(2023, 6, 1),
 }
 
 
@@ -172,3 +174,42 @@ def test_an_order_built_directly_checks_its_end_month() -> None:
     with pytest.raises(ReimbursementError) as caught:
         Order(ProductCode.P100, ProductGroup.PW, 30, 3, m("2023-06"), end_month=m("2023-09"))
     assert caught.value.field == "end_month"
+
+
+# ----------------------------------------------------------------------------- nothing in the past
+
+
+@pytest.mark.parametrize(
+    ("today", "start_month"),
+    [
+        (dt.date(2023, 6, 30), "2023-06"),  # the current month, on its last day
+        (dt.date(2023, 6, 1), "2023-07"),
+        (dt.date(2023, 12, 31), "2023-12"),
+        (dt.date(2023, 12, 31), "2024-01"),
+    ],
+)
+def test_an_order_starts_with_the_current_month_or_later(today: dt.date, start_month: str) -> None:
+    assert order(today=today, start_month=start_month).start_month == m(start_month)
+
+
+@pytest.mark.parametrize(
+    ("today", "start_month"),
+    [
+        (dt.date(2023, 7, 1), "2023-06"),  # the first day of the next month: June has passed
+        (dt.date(2024, 1, 1), "2023-12"),  # across the year end
+        (dt.date(2023, 6, 15), "2020-01"),
+    ],
+)
+def test_an_order_for_a_month_that_has_passed_is_refused(today: dt.date, start_month: str) -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(today=today, start_month=start_month)
+    assert caught.value.field == "start_month"
+    assert caught.value.message == (
+        f"{start_month} has already passed (today is {today}): an order starts with the current month or later"
+    )
+
+
+def test_an_order_running_off_the_calendar_names_the_start_month() -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(start_month="9999-06", months=12)
+    assert caught.value.field == "start_month"

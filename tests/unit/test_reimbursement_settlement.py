@@ -163,6 +163,7 @@ def test_from_order_to_settlement() -> None:
         start_month="2023-11",
         entitlements=["47ZN"],
         channel="visit",
+        today=dt.date(2023, 10, 20),
     )
     realized_on = dt.date(2023, 11, 6)
     request = check_realisation(order, realized_on=realized_on, months=month_span(Month(2023, 11), 3), pieces=250)

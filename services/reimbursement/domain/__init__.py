@@ -20,13 +20,15 @@ from .orders import (
     Order,
     ProductCode,
     ProductGroup,
+    check_continuation,
+    check_not_passed,
     end_order,
     new_order,
     normalise_entitlements,
     parse_code,
     parse_group,
 )
-from .realisation import RealisationRequest, check_realisation, record_realisation
+from .realisation import RealisationRequest, check_realisation, realisation_date, record_realisation
 from .rules import (
     FULL_RATE,
     FULL_RATE_ENTITLEMENTS,
@@ -88,6 +90,8 @@ __all__ = [
     "SettlementTotals",
     "ValueLimit",
     "age_on",
+    "check_continuation",
+    "check_not_passed",
     "check_realisation",
     "documents_to_send",
     "end_order",
@@ -98,6 +102,7 @@ __all__ = [
     "parse_code",
     "parse_group",
     "price_realisation",
+    "realisation_date",
     "record_realisation",
     "replace_rule_set",
     "retain_until",
