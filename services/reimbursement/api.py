@@ -52,8 +52,15 @@ def registrar(ctx: ServiceContext) -> Registrar:
     "/orders",
     status_code=201,
     response_model=schemas.OrderOut,
-    responses={503: {"description": "eZWM is unreachable: nothing was issued"}},
+    responses={
+        409: {"description": "the original named in `continues_order` is already continued by another order"},
+        503: {"description": "eZWM is unreachable: nothing was issued"},
+    },
     summary="Issue an order: eZWM verifies it and assigns its number, positive or negative",
+    description="The order starts with the current month or later: a month that has passed is 422 naming "
+    "`start_month`. A short-form order (`short_form: true`) exists only as the continuation of an original order "
+    "that has ended and names it in `continues_order`: the same patient, code, group and pieces a month, starting "
+    "after the original's (possibly shortened) last month. It holds no pharmacy lock.",
     **allow(*DOCTORS),
 )
 async def issue_order(body: schemas.OrderIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.OrderOut:
@@ -117,7 +124,10 @@ async def end_order(
     responses={409: {"description": "the order is locked by another pharmacy, or a month was already realised"}},
     summary="Realise 1 to 6 months of an order; the first pharmacy locks it for its whole validity",
     description="Recorded here first, then registered in eZWM. When eZWM is unreachable the answer is still 201 "
-    "with `ezwm_status: pending_registration`, and the service registers it as soon as eZWM answers again.",
+    "with `ezwm_status: pending_registration`, and the service registers it as soon as eZWM answers again. "
+    "The realisation is dated today; an earlier `realized_on` is only the paper date of an offline realisation "
+    "(`offline: true`) with the patient's signed statement (`patient_statement: true`), and its months start "
+    "with that date's month. Months after an ended or shortened order's new end are refused in every pharmacy.",
     **allow(*PHARMACY),
 )
 async def realise(

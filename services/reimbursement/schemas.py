@@ -71,7 +71,17 @@ class OrderIn(_In):
     channel: Channel
     short_form: bool = Field(
         default=False,
-        description="a 2-page order issued when the original ended and nothing changed: realisable in any pharmacy",
+        description="a 2-page order issued when the original ended and nothing changed: realisable in any pharmacy. "
+        "It must name the original in `continues_order`",
+    )
+    continues_order: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="a short-form order only: the number of the original order it continues. The original is the "
+        "same patient's, positively verified, with the same code, group and pieces_per_month, and has ended: the "
+        "continuation starts after the original's (possibly shortened) last month, in that month or any later one. "
+        "An original is continued once",
     )
 
 
@@ -93,6 +103,7 @@ class OrderOut(BaseModel):
     entitlements: list[str]
     channel: Channel
     short_form: bool
+    continues_order: str | None = Field(default=None, description="the original a short-form order continues")
     patient_age: int = Field(description="full years today: the pharmacy must check it against the entitlements")
 
 

@@ -38,6 +38,7 @@ from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unproc
 
 # How each backend names the violated "each month once" key (SQLite names columns, not the key).
 MONTH_TAKEN = ("pk_order_months", "UNIQUE constraint failed: order_months")
+CONTINUED_ALREADY = ("uq_orders_continues_order", "UNIQUE constraint failed: orders.continues_order")
 # Domain fields whose input the API names differently.
 _FIELD_ALIASES = {"birth_date": "realized_on"}
 OFFLINE_NOTE = (
@@ -152,6 +153,7 @@ def order_view(row: Order, realized: list[str], today: dt.date) -> schemas.Order
         entitlements=entitlement_codes(row),
         channel=order.channel,
         short_form=row.short_form,
+        continues_order=row.continues_order,
         patient_age=domain.age_on(row.patient_birth_date, max(today, row.patient_birth_date)),
     )
 
@@ -163,6 +165,7 @@ async def issue_order(
     uow: UnitOfWork, ezwm: EzwmClient, *, facility_id: str, issued_by: str, data: schemas.OrderIn, today: dt.date
 ) -> Order:
     """Verify the order in eZWM and keep it with the number eZWM assigned, positive or negative."""
+    original = await _original(uow.session, data) if data.continues_order is not None else None
     try:
         order = domain.new_order(
             code=data.code.value,
@@ -173,6 +176,8 @@ async def issue_order(
             entitlements=data.entitlements,
             channel=data.channel.value,
             today=today,
+            short_form=data.short_form,
+            continues=original,
         )
     except ReimbursementError as exc:
         raise problem_for(exc) from exc
@@ -193,6 +198,7 @@ async def issue_order(
         entitlements=[{"code": code} for code in sorted(order.entitlements)],
         channel=order.channel.value,
         short_form=data.short_form,
+        continues_order=data.continues_order,
         verification=verification.verification,
         reasons=list(verification.reasons),
     )
@@ -202,12 +208,42 @@ async def issue_order(
     try:
         await uow.commit()
     except IntegrityError as exc:
+        if any(marker in str(exc.orig) for marker in CONTINUED_ALREADY):
+            raise _continued_already(data.continues_order) from exc
         raise ProblemError(
             f"eZWM assigned number {verification.number}, which this service already holds",
             status=502,
             code="ezwm-bad-answer",
         ) from exc
     return row
+
+
+async def _original(session: AsyncSession, data: schemas.OrderIn) -> domain.Order:
+    """The order a short-form order continues: the same patient's, positively verified, not yet continued.
+
+    Another patient's number is as unknown as a wrong one. "Not yet continued" is asked here for a
+    clear early answer before eZWM is asked; the unique index decides a race.
+    """
+    number = data.continues_order
+    row = await session.get(Order, number) if number is not None else None
+    if row is None or row.patient_pesel != data.patient_pesel:
+        raise Unprocessable.field("body.continues_order", f"no order {number} for this patient")
+    if row.verification != POSITIVE:
+        raise Unprocessable.field(
+            "body.continues_order",
+            f"order {row.number} was verified negatively by eZWM: there is no original order to continue",
+        )
+    if await session.scalar(sa.select(Order.number).where(Order.continues_order == row.number)) is not None:
+        raise _continued_already(row.number)
+    return domain_order(row, await months_realized(session, row.number))
+
+
+def _continued_already(number: str | None) -> Conflict:
+    return Conflict(
+        f"order {number} is already continued by another short-form order: continue that one once it has ended",
+        code="order-already-continued",
+        errors=[FieldError(field="body.continues_order", message="already continued")],
+    )
 
 
 def _to_verify(order: domain.Order, data: schemas.OrderIn, facility_id: str) -> OrderToVerify:

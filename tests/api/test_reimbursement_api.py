@@ -422,12 +422,82 @@ async def test_a_month_is_realised_at_most_once(suite: Suite) -> None:
     assert body["type"].endswith("/month-already-realised")
 
 
-async def test_a_short_form_order_is_realisable_in_any_pharmacy(suite: Suite) -> None:
-    number = (await suite.order(short_form=True))["number"]
-    await suite.realised(number, pharmacy())
+async def test_a_short_form_order_continues_an_ended_original_and_is_realisable_in_any_pharmacy(
+    suite: Suite,
+) -> None:
+    first = pharmacy()
+    original = (await suite.order(months=1))["number"]  # March only
+    await suite.realised(original, first)
+    short = await suite.order(short_form=True, continues_order=original, start_month="2030-04", months=2)
+    assert (short["short_form"], short["continues_order"], short["valid_until"]) == (True, original, "2030-05")
+    # The original's lock does not carry over: another pharmacy realises the continuation, none locks it.
     suite.set_today(dt.date(2030, 4, 10))
-    other = await suite.realised(number, pharmacy(), months=["2030-04"], realized_on="2030-04-10")
+    other = await suite.realised(short["number"], pharmacy(), months=["2030-04"], realized_on="2030-04-10")
     assert other["locked_by_pharmacy"] is None
+    suite.set_today(dt.date(2030, 5, 3))
+    again = await suite.realised(short["number"], pharmacy(), months=["2030-05"], realized_on="2030-05-03")
+    assert (again["locked_by_pharmacy"], again["continuation"]) == (None, True)
+
+
+async def test_a_short_form_order_without_an_original_is_refused(suite: Suite) -> None:
+    answer = await suite.client.post(f"{API}/orders", json=an_order(short_form=True), headers=suite.doctor)
+    body = assert_problem(answer, 422, "body.continues_order")
+    assert "continuation of an original order" in body["detail"]
+
+
+async def test_a_short_form_order_may_not_start_before_the_original_has_ended(suite: Suite) -> None:
+    original = (await suite.order(months=2))["number"]  # March and April
+    answer = await suite.client.post(
+        f"{API}/orders",
+        json=an_order(short_form=True, continues_order=original, start_month="2030-04"),
+        headers=suite.doctor,
+    )
+    body = assert_problem(answer, 422, "body.start_month")
+    assert "starts with 2030-05 or later" in body["detail"]
+    # Shortened by the doctor to March, the original has ended: April is the continuation's to take.
+    ended = await suite.client.post(f"{API}/orders/{original}/end", json={"end_month": "2030-03"}, headers=suite.doctor)
+    assert ended.status_code == 200, ended.text
+    assert (await suite.order(short_form=True, continues_order=original, start_month="2030-04"))["verification"] == (
+        "positive"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"group": "MCH2"}, "body.group"),
+        ({"code": "P.101"}, "body.code"),
+        ({"pieces_per_month": 60}, "body.pieces_per_month"),
+        ({"patient_pesel": OTHER_PESEL}, "body.continues_order"),
+        ({"short_form": False}, "body.continues_order"),
+        ({"continues_order": "0000"}, "body.continues_order"),
+        ({"continues_order": ""}, "body.continues_order"),
+    ],
+)
+async def test_a_short_form_order_is_the_same_patients_original_unchanged(
+    suite: Suite, changes: dict[str, Any], field: str
+) -> None:
+    original = (await suite.order(months=1))["number"]
+    body = an_order(**{"short_form": True, "continues_order": original, "start_month": "2030-04", **changes})
+    assert_problem(await suite.client.post(f"{API}/orders", json=body, headers=suite.doctor), 422, field)
+
+
+async def test_a_negative_order_is_no_original_to_continue(suite: Suite) -> None:
+    await suite.sandbox.post(f"{EZWM}/patients", json={"pesel": OTHER_PESEL, "insured": False})
+    negative = (await suite.order(patient_pesel=OTHER_PESEL, months=1))["number"]
+    await suite.sandbox.post(f"{EZWM}/patients", json={"pesel": OTHER_PESEL, "insured": True})
+    body = an_order(patient_pesel=OTHER_PESEL, short_form=True, continues_order=negative, start_month="2030-04")
+    answer = await suite.client.post(f"{API}/orders", json=body, headers=suite.doctor)
+    assert "verified negatively" in assert_problem(answer, 422, "body.continues_order")["detail"]
+
+
+async def test_an_original_is_continued_once(suite: Suite) -> None:
+    original = (await suite.order(months=1))["number"]
+    await suite.order(short_form=True, continues_order=original, start_month="2030-04")
+    body = an_order(short_form=True, continues_order=original, start_month="2030-06")
+    answer = await suite.client.post(f"{API}/orders", json=body, headers=suite.doctor)
+    problem = assert_problem(answer, 409, "body.continues_order")
+    assert problem["type"].endswith("/order-already-continued")
 
 
 async def test_ending_an_order_releases_the_lock_and_shortens_it(suite: Suite) -> None:

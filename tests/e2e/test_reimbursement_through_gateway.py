@@ -177,3 +177,30 @@ async def test_no_back_dating_without_the_offline_path(gateway: Gateway) -> None
     assert (paper.json()["realized_on"], paper.json()["offline"]) == ("2030-03-31", True)
     today = await gateway.realise(number, apteka, months=["2030-05"], pieces=10)
     problem(today, 422, "body.months")  # today is April: May is not the realisation date's month
+
+
+# ----------------------------------------------------------------------------- short form: only a continuation
+
+
+async def test_a_short_form_order_is_only_the_continuation_of_an_ended_original(gateway: Gateway) -> None:
+    doctor = await gateway.token(sub="dr", role="practitioner", facility_id="clinic-r", npwz="5425740")
+    first = await gateway.token(sub="ph1", role="pharmacist", pharmacy_id="apteka-1")
+    second = await gateway.token(sub="ph2", role="pharmacist", pharmacy_id="apteka-2")
+    gateway.set_today(dt.date(2030, 3, 15))
+    # A first order in short form would escape the lock: it must name an original.
+    problem(await gateway.order(doctor, short_form=True), 422, "body.continues_order")
+
+    original = (await gateway.order(doctor, months=2)).json()["number"]
+    assert (await gateway.realise(original, first)).status_code == 201
+    early = await gateway.order(doctor, short_form=True, continues_order=original, start_month="2030-04")
+    problem(early, 422, "body.start_month")  # the original runs until April
+    changed = await gateway.order(doctor, short_form=True, continues_order=original, start_month="2030-05", group="PW")
+    problem(changed, 422, "body.group")
+
+    short = await gateway.order(doctor, short_form=True, continues_order=original, start_month="2030-05")
+    assert short.status_code == 201, short.text
+    problem(await gateway.order(doctor, short_form=True, continues_order=original, start_month="2030-06"), 409)
+    gateway.set_today(dt.date(2030, 5, 4))
+    elsewhere = await gateway.realise(short.json()["number"], second, months=["2030-05"])
+    assert elsewhere.status_code == 201, elsewhere.text
+    assert elsewhere.json()["locked_by_pharmacy"] is None

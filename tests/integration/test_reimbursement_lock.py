@@ -53,7 +53,13 @@ class Replicas:
     def headers(self, role: str, **claims: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {token_for(self.settings, role, **claims)}"}
 
-    async def order(self) -> str:
+    async def order(self, **changes: Any) -> str:
+        answer = await self.issue(0, **changes)
+        assert answer.status_code == 201, answer.text
+        number: str = answer.json()["number"]
+        return number
+
+    async def issue(self, replica: int, **changes: Any) -> httpx.Response:
         body = {
             "patient_pesel": PESEL,
             "code": "P.100",
@@ -62,11 +68,9 @@ class Replicas:
             "months": 6,
             "start_month": "2030-03",
             "channel": "visit",
+            **changes,
         }
-        answer = await self.clients[0].post(f"{API}/orders", json=body, headers=self.headers("practitioner"))
-        assert answer.status_code == 201, answer.text
-        number: str = answer.json()["number"]
-        return number
+        return await self.clients[replica].post(f"{API}/orders", json=body, headers=self.headers("practitioner"))
 
     async def realise(
         self, replica: int, number: str, pharmacy_id: str, months: list[str], realized_on: str | None = None
@@ -149,6 +153,17 @@ async def test_ending_an_order_and_realising_past_its_new_end_never_both_succeed
             assert end is None or through is None or through <= end, (number, through, end)
     # Exactly one of the two wins each time; the loser is told why (422), never a 500.
     assert set(outcomes) <= {(201, 422), (422, 200)}, outcomes
+
+
+async def test_two_continuations_of_one_original_racing_leave_one(pg_url: str, tmp_path: Path) -> None:
+    async with two_replicas(pg_url, tmp_path) as replicas:
+        original = await replicas.order(months=1)
+        short = {"short_form": True, "continues_order": original, "start_month": "2030-04"}
+        answers = await asyncio.gather(*(replicas.issue(i % 2, **short) for i in range(6)))
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {201: 1, 409: 5}, [a.text for a in answers]
+    assert {a.json()["type"].rsplit("/", 1)[1] for a in answers if a.status_code == 409} == {"order-already-continued"}
+    assert await scalar(pg_url, "SELECT count(*) FROM orders WHERE continues_order = :n", n=original) == 1
 
 
 def _differences(connection: Connection) -> list[Any]:
