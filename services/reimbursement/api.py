@@ -101,7 +101,10 @@ async def get_order(
     "/orders/{number}/end",
     response_model=schemas.OrderOut,
     responses={503: {"description": "eZWM is unreachable: the order was not ended"}},
-    summary="End or shorten an order; this releases the pharmacy's lock",
+    summary="End or shorten an order: nothing after its new end is realisable in any pharmacy",
+    description="The order is never extended, nor ended before a month already supplied. The pharmacy that "
+    "locked it keeps the lock for what is left up to the new end; the patient takes the doctor's new order (a "
+    "short-form continuation naming this one, or a new order) to another pharmacy.",
     **allow(*DOCTORS),
 )
 async def end_order(

@@ -446,10 +446,16 @@ def _require_realisable_here(row: Order, pharmacy_id: str) -> None:
             f"order {row.number} was verified negatively by eZWM and cannot be realised: {reasons}",
         )
     if not row.short_form and row.locked_by not in (None, pharmacy_id):
-        raise _locked_elsewhere(row.number)
+        raise _locked_elsewhere(row.number, row.end_month)
 
 
-def _locked_elsewhere(number: str) -> Conflict:
+def _locked_elsewhere(number: str, end_month: str | None) -> Conflict:
+    if end_month is not None:
+        return Conflict(
+            f"order {number} is locked by another pharmacy; the doctor ended it with {end_month}, and what is left "
+            "of it stays with that pharmacy: another pharmacy realises the doctor's new order instead",
+            code="order-locked",
+        )
     return Conflict(
         f"order {number} is locked by another pharmacy for its whole validity; to change pharmacy the doctor "
         "ends or shortens it and issues a new one",
@@ -504,7 +510,7 @@ async def _why_not_taken(session: AsyncSession, number: str, pharmacy_id: str, l
             "body.months", f"the doctor has just ended the order: it is valid until {fresh.end_month}"
         )
     if not fresh.short_form and fresh.locked_by not in (None, pharmacy_id):
-        return _locked_elsewhere(number)
+        return _locked_elsewhere(number, fresh.end_month)
     return Conflict(f"order {number} changed while it was being realised; try again", code="order-changed")
 
 
@@ -514,7 +520,12 @@ async def _why_not_taken(session: AsyncSession, number: str, pharmacy_id: str, l
 async def end_order(
     uow: UnitOfWork, ezwm: EzwmClient, *, facility_id: str, number: str, end_month: str
 ) -> tuple[Order, list[str]]:
-    """The doctor ends or shortens the order (zakończenie / skrócenie), which releases the lock."""
+    """The doctor ends or shortens the order (zakończenie / skrócenie).
+
+    Nothing after the new end is realisable anywhere, and the lock stays: the months up to the new
+    end are still the locking pharmacy's alone. To change pharmacy the patient takes the doctor's
+    NEW order (a short-form continuation, or a new full one) elsewhere, never the old one's months.
+    """
     session = uow.session
     row = await issued_order(session, number, facility_id)
     realized = await months_realized(session, number)
@@ -532,7 +543,7 @@ async def end_order(
             sa.or_(Order.realized_through.is_(None), Order.realized_through <= last),
             sa.or_(Order.end_month.is_(None), Order.end_month >= last),
         )
-        .values(end_month=last, locked_by=None, locked_at=None, ended_at=utcnow()),
+        .values(end_month=last, ended_at=utcnow()),
     )
     if changed != 1:
         raise Unprocessable.field(

@@ -108,7 +108,8 @@ def an_order(**changes: Any) -> dict[str, Any]:
 
 
 def a_realisation(**changes: Any) -> dict[str, Any]:
-    return {"months": ["2030-03"], "pieces": 90, "unit_price": "1.50", "realized_on": "2030-03-15", **changes}
+    # No realized_on: a realisation is dated today, by the service's (fixed) clock.
+    return {"months": ["2030-03"], "pieces": 90, "unit_price": "1.50", **changes}
 
 
 def pharmacy() -> str:
@@ -500,20 +501,39 @@ async def test_an_original_is_continued_once(suite: Suite) -> None:
     assert problem["type"].endswith("/order-already-continued")
 
 
-async def test_ending_an_order_releases_the_lock_and_shortens_it(suite: Suite) -> None:
-    number = (await suite.order())["number"]
+async def test_a_shortened_order_stays_ended_and_with_its_pharmacy(suite: Suite) -> None:
+    number = (await suite.order())["number"]  # March to August
     first, second = pharmacy(), pharmacy()
     await suite.realised(number, first)
     ended = await suite.client.post(f"{API}/orders/{number}/end", json={"end_month": "2030-04"}, headers=suite.doctor)
     assert ended.status_code == 200, ended.text
-    assert (ended.json()["locked_by_pharmacy"], ended.json()["valid_until"]) == (None, "2030-04")
+    assert (ended.json()["locked_by_pharmacy"], ended.json()["valid_until"]) == (first, "2030-04")
     in_ezwm = (await suite.sandbox.get(f"{EZWM}/orders/{number}")).json()
-    assert (in_ezwm["end_month"], in_ezwm["locked_by"]) == ("2030-04", None)
+    assert (in_ezwm["end_month"], in_ezwm["locked_by"]) == ("2030-04", first)
 
     suite.set_today(dt.date(2030, 4, 3))
-    assert_problem(await suite.realise(number, second, months=["2030-04", "2030-05"], realized_on="2030-04-03"), 422)
-    elsewhere = await suite.realised(number, second, months=["2030-04"], realized_on="2030-04-03")
-    assert elsewhere["locked_by_pharmacy"] == second
+    # The rest of the old order is not another pharmacy's to take: the patient moves with a new order.
+    body = assert_problem(await suite.realise(number, second, months=["2030-04"]), 409)
+    assert body["type"].endswith("/order-locked")
+    assert "ended it with 2030-04" in body["detail"] and "new order" in body["detail"]
+    # Nothing past the new end, not even in the pharmacy that holds it.
+    past = assert_problem(await suite.realise(number, first, months=["2030-04", "2030-05"]), 422, "body.months")
+    assert "ended or shortened by the doctor" in past["detail"]
+    own = await suite.realised(number, first, months=["2030-04"], realized_on="2030-04-03")
+    assert own["locked_by_pharmacy"] == first
+    suite.set_today(dt.date(2030, 5, 2))
+    after = assert_problem(await suite.realise(number, first, months=["2030-05"]), 422, "body.realized_on")
+    assert "valid until 2030-04" in after["detail"]
+    assert_problem(await suite.realise(number, second, months=["2030-05"]), 409)
+
+
+async def test_an_order_ended_before_any_realisation_is_the_first_pharmacys_up_to_its_end(suite: Suite) -> None:
+    number = (await suite.order())["number"]
+    ended = await suite.client.post(f"{API}/orders/{number}/end", json={"end_month": "2030-03"}, headers=suite.doctor)
+    assert ended.json()["locked_by_pharmacy"] is None
+    shop = pharmacy()
+    assert (await suite.realised(number, shop))["locked_by_pharmacy"] == shop
+    assert_problem(await suite.realise(number, shop, months=["2030-03", "2030-04"]), 422, "body.months")
 
 
 @pytest.mark.parametrize(
@@ -607,10 +627,8 @@ async def test_only_a_pharmacist_realises(suite: Suite, role: str) -> None:
 
 async def test_a_realisation_is_dated_today_when_no_date_is_given(suite: Suite) -> None:
     number = (await suite.order())["number"]
-    body = a_realisation()
-    del body["realized_on"]
     answer = await suite.client.post(
-        f"{API}/orders/{number}/realizations", json=body, headers=suite.pharmacist(pharmacy())
+        f"{API}/orders/{number}/realizations", json=a_realisation(), headers=suite.pharmacist(pharmacy())
     )
     assert answer.status_code == 201, answer.text
     assert (answer.json()["realized_on"], answer.json()["offline"]) == ("2030-03-15", False)

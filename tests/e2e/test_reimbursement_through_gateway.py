@@ -204,3 +204,36 @@ async def test_a_short_form_order_is_only_the_continuation_of_an_ended_original(
     elsewhere = await gateway.realise(short.json()["number"], second, months=["2030-05"])
     assert elsewhere.status_code == 201, elsewhere.text
     assert elsewhere.json()["locked_by_pharmacy"] is None
+
+
+# ----------------------------------------------------------------------------- an ended order stays ended
+
+
+async def test_a_shortened_order_is_closed_past_its_end_everywhere_and_stays_with_its_pharmacy(
+    gateway: Gateway,
+) -> None:
+    doctor = await gateway.token(sub="dr", role="practitioner", facility_id="clinic-r", npwz="5425740")
+    first = await gateway.token(sub="ph1", role="pharmacist", pharmacy_id="apteka-1")
+    second = await gateway.token(sub="ph2", role="pharmacist", pharmacy_id="apteka-2")
+    gateway.set_today(dt.date(2030, 3, 15))
+    number = (await gateway.order(doctor, months=6)).json()["number"]  # March to August
+    assert (await gateway.realise(number, first)).status_code == 201
+    ended = await gateway.client.post(f"{API}/orders/{number}/end", json={"end_month": "2030-04"}, headers=doctor)
+    assert ended.status_code == 200, ended.text
+    assert (ended.json()["valid_until"], ended.json()["locked_by_pharmacy"]) == ("2030-04", "apteka-1")
+
+    gateway.set_today(dt.date(2030, 4, 2))
+    locked = problem(await gateway.realise(number, second, months=["2030-04"]), 409)
+    assert locked["type"].endswith("/order-locked")
+    problem(await gateway.realise(number, first, months=["2030-04", "2030-05"], pieces=10), 422, "body.months")
+    gateway.set_today(dt.date(2030, 6, 1))
+    problem(await gateway.realise(number, first, months=["2030-06"], pieces=10), 422, "body.realized_on")
+    problem(await gateway.realise(number, second, months=["2030-06"], pieces=10), 409)
+
+    # The patient changes pharmacy with the doctor's new order: a short-form continuation from May.
+    gateway.set_today(dt.date(2030, 4, 20))
+    short = await gateway.order(doctor, short_form=True, continues_order=number, start_month="2030-05")
+    assert short.status_code == 201, short.text
+    gateway.set_today(dt.date(2030, 5, 3))
+    moved = await gateway.realise(short.json()["number"], second, months=["2030-05"])
+    assert moved.status_code == 201, moved.text

@@ -319,3 +319,16 @@ def test_a_2022_realisation_is_checked_even_though_its_amounts_are_not_loaded() 
     order = an_order(start_month=m("2022-10"))
     request = check_realisation(order, realized_on=dt.date(2022, 12, 20), months=span("2022-12", 3), pieces=180)
     assert request.months == (m("2022-12"), m("2023-01"), m("2023-02"))
+
+
+def test_an_offline_paper_date_never_reaches_past_a_shortened_end() -> None:
+    # Shortened to March; a paper realisation of 31 March registered in April supplies March only.
+    order = end_order(an_order(start_month=m("2023-01"), months=12), m("2023-03"))
+    paper = dt.date(2023, 3, 31)
+    today = dt.date(2023, 4, 3)
+    assert check_realisation(order, realized_on=paper, months=span("2023-03", 1), pieces=60, today=today)
+    error = refused(order, realized_on=paper, months=span("2023-03", 2), pieces=60, today=today)
+    assert error.field == "months"
+    assert "2023-04 is after the order's validity" in error.message
+    late = refused(order, realized_on=dt.date(2023, 4, 1), months=span("2023-04", 1), pieces=60, today=today)
+    assert late.field == "realized_on"

@@ -62,8 +62,9 @@ class Order:
     """An issued order with what realisations need to know of its state.
 
     ``end_month`` is set when the doctor ends or shortens the order (zakończenie / skrócenie okresu
-    ważności, the only way to release the pharmacy's lock); ``months_realized`` holds every month
-    already supplied, by any earlier realisation.
+    ważności): nothing after it is realisable anywhere, and what is left stays with the locking
+    pharmacy; the patient changes pharmacy with the doctor's new order. ``months_realized`` holds
+    every month already supplied, by any earlier realisation.
     """
 
     code: ProductCode

@@ -29,5 +29,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("uq_orders_continues_order", table_name="orders")
     with op.batch_alter_table("orders") as batch:
-        batch.drop_constraint("ck_orders_continuation_is_short_form", type_="check")
+        batch.drop_constraint(op.f("ck_orders_continuation_is_short_form"), type_="check")
         batch.drop_column("continues_order")
