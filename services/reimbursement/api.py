@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from services.integration.ezwm import EzwmClient
 from services.reimbursement import schemas, service
-from services.reimbursement.domain import EntitlementCheck, Month, ReimbursementError
+from services.reimbursement.domain import EntitlementCheck, ReimbursementError, settlement_month
 from services.reimbursement.models import PENDING_REGISTRATION, REGISTRATION_REJECTED, Order, Realisation
 from services.reimbursement.registration import Registrar, pln
 from shared.app import ContextDep, ServiceContext
@@ -202,11 +202,11 @@ def _realisation_view(
 async def settlement(
     ctx: ContextDep,
     who: CurrentPrincipal,
-    month: Annotated[str, Query(max_length=7, examples=["2030-01"], description="YYYY-MM")],
+    month: Annotated[str, Query(max_length=7, examples=["2030-01"], description="YYYY-MM, 2000-01 to 2100-12")],
     output: Annotated[schemas.SettlementFormat, Query(alias="format")] = schemas.SettlementFormat.json,
 ) -> Any:
     try:
-        settled_month = Month.parse(month, "month")
+        settled_month = settlement_month(month)
     except ReimbursementError as exc:
         raise service.problem_for(exc, where="query") from exc
     async with ctx.sessions() as session:

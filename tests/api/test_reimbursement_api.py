@@ -793,6 +793,10 @@ async def test_an_empty_month_settles_to_zero_and_no_documents(suite: Suite) -> 
         ({"month": "03-2030"}, "query.month"),
         ({"month": "2030-03-01"}, "query.month"),
         ({"month": "2030-03", "format": "xml"}, "query.format"),
+        ({"month": "1999-12"}, "query.month"),
+        ({"month": "2101-01"}, "query.month"),
+        ({"month": "9999-12"}, "query.month"),
+        ({"month": "0000-01"}, "query.month"),
     ],
 )
 async def test_bad_settlement_queries_name_the_field(suite: Suite, params: dict[str, str], field: str) -> None:

@@ -237,3 +237,10 @@ async def test_a_shortened_order_is_closed_past_its_end_everywhere_and_stays_wit
     gateway.set_today(dt.date(2030, 5, 3))
     moved = await gateway.realise(short.json()["number"], second, months=["2030-05"])
     assert moved.status_code == 201, moved.text
+
+
+@pytest.mark.parametrize("month", ["1999-12", "2101-01", "9999-12", "0000-01"])
+async def test_a_settlement_month_outside_2000_to_2100_is_a_422_naming_it(gateway: Gateway, month: str) -> None:
+    apteka = await gateway.token(sub="ph1", role="pharmacist", pharmacy_id="apteka-1")
+    answer = await gateway.client.get(f"{API}/settlements", params={"month": month}, headers=apteka)
+    problem(answer, 422, "query.month")

@@ -44,6 +44,8 @@ from .rules import (
     with_monthly_amounts,
 )
 from .settlement import (
+    FIRST_SETTLEMENT_YEAR,
+    LAST_SETTLEMENT_YEAR,
     RETENTION_YEARS,
     Document,
     DocumentKind,
@@ -53,13 +55,16 @@ from .settlement import (
     documents_to_send,
     retain_until,
     settle_month,
+    settlement_month,
 )
 
 __all__ = [
     "CENT",
     "ENTITLEMENT_AGE_LIMITS",
+    "FIRST_SETTLEMENT_YEAR",
     "FULL_RATE",
     "FULL_RATE_ENTITLEMENTS",
+    "LAST_SETTLEMENT_YEAR",
     "MAX_ORDER_MONTHS",
     "RETENTION_YEARS",
     "RULES_2020",
@@ -108,6 +113,7 @@ __all__ = [
     "retain_until",
     "rule_set_on",
     "settle_month",
+    "settlement_month",
     "to_cents",
     "with_monthly_amounts",
 ]
