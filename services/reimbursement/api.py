@@ -8,16 +8,14 @@ their own pharmacy.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Response
 
 from services.integration.ezwm import EzwmClient
 from services.reimbursement import schemas, service
-from services.reimbursement.domain import EntitlementCheck, Month, ReimbursementError
+from services.reimbursement.domain import EntitlementCheck, ReimbursementError, settlement_month
 from services.reimbursement.models import PENDING_REGISTRATION, REGISTRATION_REJECTED, Order, Realisation
 from services.reimbursement.registration import Registrar, pln
 from shared.app import ContextDep, ServiceContext
@@ -33,9 +31,8 @@ OrderNumber = Annotated[str, Path(min_length=1, max_length=40, description="nume
 
 
 def today(ctx: ServiceContext) -> dt.date:
-    """Today in the rules' time zone; tests replace it through ``ctx.extras["today"]``."""
-    clock: Callable[[], dt.date] | None = ctx.extras.get("today")
-    return clock() if clock is not None else dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    """Today in the rules' time zone (Europe/Warsaw), from the service's clock: tests fix it."""
+    return ctx.today()
 
 
 def ezwm(ctx: ServiceContext) -> EzwmClient:
@@ -55,14 +52,21 @@ def registrar(ctx: ServiceContext) -> Registrar:
     "/orders",
     status_code=201,
     response_model=schemas.OrderOut,
-    responses={503: {"description": "eZWM is unreachable: nothing was issued"}},
+    responses={
+        409: {"description": "the original named in `continues_order` is already continued by another order"},
+        503: {"description": "eZWM is unreachable: nothing was issued"},
+    },
     summary="Issue an order: eZWM verifies it and assigns its number, positive or negative",
+    description="The order starts with the current month or later: a month that has passed is 422 naming "
+    "`start_month`. A short-form order (`short_form: true`) exists only as the continuation of an original order "
+    "that has ended and names it in `continues_order`: the same patient, code, group and pieces a month, starting "
+    "after the original's (possibly shortened) last month. It holds no pharmacy lock.",
     **allow(*DOCTORS),
 )
 async def issue_order(body: schemas.OrderIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.OrderOut:
     async with ctx.uow() as uow:
         row = await service.issue_order(
-            uow, ezwm(ctx), facility_id=who.require_facility(), issued_by=who.sub, data=body
+            uow, ezwm(ctx), facility_id=who.require_facility(), issued_by=who.sub, data=body, today=today(ctx)
         )
     return service.order_view(row, [], today(ctx))
 
@@ -97,7 +101,10 @@ async def get_order(
     "/orders/{number}/end",
     response_model=schemas.OrderOut,
     responses={503: {"description": "eZWM is unreachable: the order was not ended"}},
-    summary="End or shorten an order; this releases the pharmacy's lock",
+    summary="End or shorten an order: nothing after its new end is realisable in any pharmacy",
+    description="The order is never extended, nor ended before a month already supplied. The pharmacy that "
+    "locked it keeps the lock for what is left up to the new end; the patient takes the doctor's new order (a "
+    "short-form continuation naming this one, or a new order) to another pharmacy.",
     **allow(*DOCTORS),
 )
 async def end_order(
@@ -120,7 +127,10 @@ async def end_order(
     responses={409: {"description": "the order is locked by another pharmacy, or a month was already realised"}},
     summary="Realise 1 to 6 months of an order; the first pharmacy locks it for its whole validity",
     description="Recorded here first, then registered in eZWM. When eZWM is unreachable the answer is still 201 "
-    "with `ezwm_status: pending_registration`, and the service registers it as soon as eZWM answers again.",
+    "with `ezwm_status: pending_registration`, and the service registers it as soon as eZWM answers again. "
+    "The realisation is dated today; an earlier `realized_on` is only the paper date of an offline realisation "
+    "(`offline: true`) with the patient's signed statement (`patient_statement: true`), and its months start "
+    "with that date's month. Months after an ended or shortened order's new end are refused in every pharmacy.",
     **allow(*PHARMACY),
 )
 async def realise(
@@ -167,6 +177,8 @@ def _realisation_view(
         patient_share=pln(row.patient_share_grosze),
         rules_valid_from=row.rules_valid_from,
         patient_age=row.patient_age,
+        offline=row.offline,
+        patient_statement=row.patient_statement,
         entitlements_in_force=list(row.entitlements),
         entitlements_dropped=[schemas.DroppedEntitlementOut(code=d.code, reason=d.reason) for d in check.dropped],
         continuation=row.continuation,
@@ -190,11 +202,11 @@ def _realisation_view(
 async def settlement(
     ctx: ContextDep,
     who: CurrentPrincipal,
-    month: Annotated[str, Query(max_length=7, examples=["2030-01"], description="YYYY-MM")],
+    month: Annotated[str, Query(max_length=7, examples=["2030-01"], description="YYYY-MM, 2000-01 to 2100-12")],
     output: Annotated[schemas.SettlementFormat, Query(alias="format")] = schemas.SettlementFormat.json,
 ) -> Any:
     try:
-        settled_month = Month.parse(month, "month")
+        settled_month = settlement_month(month)
     except ReimbursementError as exc:
         raise service.problem_for(exc, where="query") from exc
     async with ctx.sessions() as session:

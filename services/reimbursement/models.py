@@ -48,6 +48,10 @@ class Order(Base):
         sa.CheckConstraint("pieces_per_month >= 1", name="pieces_positive"),
         # A short-form order is realisable in any pharmacy: it never holds a lock.
         sa.CheckConstraint("NOT short_form OR locked_by IS NULL", name="short_form_unlocked"),
+        # Only a short-form order continues another, and an original is continued once: two
+        # continuations of one original would be two lock-free orders for the same months.
+        sa.CheckConstraint("short_form OR continues_order IS NULL", name="continuation_is_short_form"),
+        sa.Index("uq_orders_continues_order", "continues_order", unique=True),
     )
     number: Mapped[str] = mapped_column(sa.String(40), primary_key=True)  # numer ewidencyjny from eZWM
     facility_id: Mapped[str] = mapped_column(sa.String(64), index=True)
@@ -64,6 +68,7 @@ class Order(Base):
     entitlements: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON(), default=list)
     channel: Mapped[str] = mapped_column(sa.String(20))
     short_form: Mapped[bool] = mapped_column(default=False)
+    continues_order: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     verification: Mapped[str] = mapped_column(sa.String(10))
     reasons: Mapped[list[str]] = mapped_column(sa.JSON(), default=list)
     locked_by: Mapped[str | None] = mapped_column(sa.String(64), default=None)
@@ -111,6 +116,9 @@ class Realisation(Base):
     entitlements_changed: Mapped[bool] = mapped_column(default=False)
     patient_age: Mapped[int]
     continuation: Mapped[bool] = mapped_column(default=False)
+    # A paper realisation registered later under its paper date, with the patient's signed statement.
+    offline: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    patient_statement: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     channel: Mapped[str] = mapped_column(sa.String(20))
     group_code: Mapped[str] = mapped_column(sa.String(20))
     ezwm_status: Mapped[str] = mapped_column(sa.String(30), default=PENDING_REGISTRATION)

@@ -71,7 +71,17 @@ class OrderIn(_In):
     channel: Channel
     short_form: bool = Field(
         default=False,
-        description="a 2-page order issued when the original ended and nothing changed: realisable in any pharmacy",
+        description="a 2-page order issued when the original ended and nothing changed: realisable in any pharmacy. "
+        "It must name the original in `continues_order`",
+    )
+    continues_order: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="a short-form order only: the number of the original order it continues. The original is the "
+        "same patient's, positively verified, with the same code, group and pieces_per_month, and has ended: the "
+        "continuation starts after the original's (possibly shortened) last month, in that month or any later one. "
+        "An original is continued once",
     )
 
 
@@ -93,6 +103,7 @@ class OrderOut(BaseModel):
     entitlements: list[str]
     channel: Channel
     short_form: bool
+    continues_order: str | None = Field(default=None, description="the original a short-form order continues")
     patient_age: int = Field(description="full years today: the pharmacy must check it against the entitlements")
 
 
@@ -118,7 +129,21 @@ class RealisationIn(_In):
     months: list[MonthText] = Field(max_length=12, description="1 to 6 consecutive months from the realisation's")
     pieces: int = Field(ge=1, le=1_000_000)
     unit_price: PriceText
-    realized_on: dt.date
+    realized_on: dt.date | None = Field(
+        default=None,
+        description="omitted: today (the server's date, Europe/Warsaw). An earlier date only with `offline: true` "
+        "and `patient_statement: true`: the paper date of a realisation made while eZWM was down; its months "
+        "start with that date's month. A future date is refused",
+    )
+    offline: bool = Field(
+        default=False,
+        description="this registers a paper (offline) realisation made while eZWM was down, under its paper date",
+    )
+    patient_statement: bool = Field(
+        default=False,
+        description="the patient's signed statement of the right to benefits is attached: required for an "
+        "offline realisation dated before today",
+    )
     entitlements: list[Annotated[EntitlementIn, BeforeValidator(_code_as_object)]] | None = Field(
         default=None,
         max_length=20,
@@ -149,6 +174,8 @@ class RealisationOut(BaseModel):
     patient_share: Money
     rules_valid_from: dt.date
     patient_age: int
+    offline: bool = Field(description="registered later from a paper realisation, under its paper date")
+    patient_statement: bool
     entitlements_in_force: list[str]
     entitlements_dropped: list[DroppedEntitlementOut]
     continuation: bool

@@ -38,6 +38,7 @@ from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unproc
 
 # How each backend names the violated "each month once" key (SQLite names columns, not the key).
 MONTH_TAKEN = ("pk_order_months", "UNIQUE constraint failed: order_months")
+CONTINUED_ALREADY = ("uq_orders_continues_order", "UNIQUE constraint failed: orders.continues_order")
 # Domain fields whose input the API names differently.
 _FIELD_ALIASES = {"birth_date": "realized_on"}
 OFFLINE_NOTE = (
@@ -152,6 +153,7 @@ def order_view(row: Order, realized: list[str], today: dt.date) -> schemas.Order
         entitlements=entitlement_codes(row),
         channel=order.channel,
         short_form=row.short_form,
+        continues_order=row.continues_order,
         patient_age=domain.age_on(row.patient_birth_date, max(today, row.patient_birth_date)),
     )
 
@@ -160,9 +162,10 @@ def order_view(row: Order, realized: list[str], today: dt.date) -> schemas.Order
 
 
 async def issue_order(
-    uow: UnitOfWork, ezwm: EzwmClient, *, facility_id: str, issued_by: str, data: schemas.OrderIn
+    uow: UnitOfWork, ezwm: EzwmClient, *, facility_id: str, issued_by: str, data: schemas.OrderIn, today: dt.date
 ) -> Order:
     """Verify the order in eZWM and keep it with the number eZWM assigned, positive or negative."""
+    original = await _original(uow.session, data) if data.continues_order is not None else None
     try:
         order = domain.new_order(
             code=data.code.value,
@@ -172,6 +175,9 @@ async def issue_order(
             start_month=data.start_month,
             entitlements=data.entitlements,
             channel=data.channel.value,
+            today=today,
+            short_form=data.short_form,
+            continues=original,
         )
     except ReimbursementError as exc:
         raise problem_for(exc) from exc
@@ -192,6 +198,7 @@ async def issue_order(
         entitlements=[{"code": code} for code in sorted(order.entitlements)],
         channel=order.channel.value,
         short_form=data.short_form,
+        continues_order=data.continues_order,
         verification=verification.verification,
         reasons=list(verification.reasons),
     )
@@ -201,12 +208,42 @@ async def issue_order(
     try:
         await uow.commit()
     except IntegrityError as exc:
+        if any(marker in str(exc.orig) for marker in CONTINUED_ALREADY):
+            raise _continued_already(data.continues_order) from exc
         raise ProblemError(
             f"eZWM assigned number {verification.number}, which this service already holds",
             status=502,
             code="ezwm-bad-answer",
         ) from exc
     return row
+
+
+async def _original(session: AsyncSession, data: schemas.OrderIn) -> domain.Order:
+    """The order a short-form order continues: the same patient's, positively verified, not yet continued.
+
+    Another patient's number is as unknown as a wrong one. "Not yet continued" is asked here for a
+    clear early answer before eZWM is asked; the unique index decides a race.
+    """
+    number = data.continues_order
+    row = await session.get(Order, number) if number is not None else None
+    if row is None or row.patient_pesel != data.patient_pesel:
+        raise Unprocessable.field("body.continues_order", f"no order {number} for this patient")
+    if row.verification != POSITIVE:
+        raise Unprocessable.field(
+            "body.continues_order",
+            f"order {row.number} was verified negatively by eZWM: there is no original order to continue",
+        )
+    if await session.scalar(sa.select(Order.number).where(Order.continues_order == row.number)) is not None:
+        raise _continued_already(row.number)
+    return domain_order(row, await months_realized(session, row.number))
+
+
+def _continued_already(number: str | None) -> Conflict:
+    return Conflict(
+        f"order {number} is already continued by another short-form order: continue that one once it has ended",
+        code="order-already-continued",
+        errors=[FieldError(field="body.continues_order", message="already continued")],
+    )
 
 
 def _to_verify(order: domain.Order, data: schemas.OrderIn, facility_id: str) -> OrderToVerify:
@@ -326,10 +363,13 @@ async def realise(
     realized = await months_realized(session, number)
     grants = _stored(data.entitlements) if data.entitlements is not None else list(row.entitlements)
     try:
-        check = domain.entitlements_in_force(row.patient_birth_date, _grants(grants), data.realized_on)
+        realized_on = domain.realisation_date(
+            data.realized_on, today=today, offline=data.offline, patient_statement=data.patient_statement
+        )
+        check = domain.entitlements_in_force(row.patient_birth_date, _grants(grants), realized_on)
         request = domain.check_realisation(
             domain_order(row, realized),
-            realized_on=data.realized_on,
+            realized_on=realized_on,
             months=[Month.parse(m, "months") for m in data.months],
             pieces=data.pieces,
             today=today,
@@ -340,7 +380,7 @@ async def realise(
             months=len(request.months),
             unit_price=Decimal(data.unit_price),
             entitlements=check.in_force,
-            realized_on=data.realized_on,
+            realized_on=realized_on,
             rule_sets=await rule_sets(session),
         )
     except ReimbursementError as exc:
@@ -351,7 +391,9 @@ async def realise(
         order_number=number,
         pharmacy_id=pharmacy_id,
         realised_by=realised_by,
-        realized_on=data.realized_on,
+        realized_on=realized_on,
+        offline=data.offline,
+        patient_statement=data.patient_statement,
         months=[str(m) for m in request.months],
         pieces=data.pieces,
         unit_price_grosze=grosze(Decimal(data.unit_price)),
@@ -404,10 +446,16 @@ def _require_realisable_here(row: Order, pharmacy_id: str) -> None:
             f"order {row.number} was verified negatively by eZWM and cannot be realised: {reasons}",
         )
     if not row.short_form and row.locked_by not in (None, pharmacy_id):
-        raise _locked_elsewhere(row.number)
+        raise _locked_elsewhere(row.number, row.end_month)
 
 
-def _locked_elsewhere(number: str) -> Conflict:
+def _locked_elsewhere(number: str, end_month: str | None) -> Conflict:
+    if end_month is not None:
+        return Conflict(
+            f"order {number} is locked by another pharmacy; the doctor ended it with {end_month}, and what is left "
+            "of it stays with that pharmacy: another pharmacy realises the doctor's new order instead",
+            code="order-locked",
+        )
     return Conflict(
         f"order {number} is locked by another pharmacy for its whole validity; to change pharmacy the doctor "
         "ends or shortens it and issues a new one",
@@ -462,7 +510,7 @@ async def _why_not_taken(session: AsyncSession, number: str, pharmacy_id: str, l
             "body.months", f"the doctor has just ended the order: it is valid until {fresh.end_month}"
         )
     if not fresh.short_form and fresh.locked_by not in (None, pharmacy_id):
-        return _locked_elsewhere(number)
+        return _locked_elsewhere(number, fresh.end_month)
     return Conflict(f"order {number} changed while it was being realised; try again", code="order-changed")
 
 
@@ -472,7 +520,12 @@ async def _why_not_taken(session: AsyncSession, number: str, pharmacy_id: str, l
 async def end_order(
     uow: UnitOfWork, ezwm: EzwmClient, *, facility_id: str, number: str, end_month: str
 ) -> tuple[Order, list[str]]:
-    """The doctor ends or shortens the order (zakończenie / skrócenie), which releases the lock."""
+    """The doctor ends or shortens the order (zakończenie / skrócenie).
+
+    Nothing after the new end is realisable anywhere, and the lock stays: the months up to the new
+    end are still the locking pharmacy's alone. To change pharmacy the patient takes the doctor's
+    NEW order (a short-form continuation, or a new full one) elsewhere, never the old one's months.
+    """
     session = uow.session
     row = await issued_order(session, number, facility_id)
     realized = await months_realized(session, number)
@@ -490,7 +543,7 @@ async def end_order(
             sa.or_(Order.realized_through.is_(None), Order.realized_through <= last),
             sa.or_(Order.end_month.is_(None), Order.end_month >= last),
         )
-        .values(end_month=last, locked_by=None, locked_at=None, ended_at=utcnow()),
+        .values(end_month=last, ended_at=utcnow()),
     )
     if changed != 1:
         raise Unprocessable.field(

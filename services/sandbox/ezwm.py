@@ -9,6 +9,8 @@ Behaviour, so tests and demos can steer it:
   quantity limit eZWM sets for that patient (above it, negative).
 - ``POST /orders/{number}/realizations`` registers a realisation, idempotent by ``realization_id``;
   the first pharmacy locks a full-form order; a month is registered at most once.
+- ``POST /orders/{number}/end`` ends or shortens an order; nothing after the new end is registered
+  anywhere, and the months up to it stay with the pharmacy that locked it.
 - ``POST /down`` makes every other endpoint answer 503 until ``POST /up``: an outage.
 
 State lives in memory, per app instance: a restart forgets every order, like a fresh test system.
@@ -323,8 +325,9 @@ async def end_order(number: str, body: EndIn, state: StateDep) -> EndOut:
         )
     if any(_month_index(m) > end for m in order.months_registered):
         raise Unprocessable.field("body.end_month", "months after it are already registered")
+    # The lock stays: what is left of a shortened order is still the locking pharmacy's alone. The
+    # patient moves to another pharmacy with the doctor's NEW order, never with the old one's months.
     order.end_month = body.end_month
-    order.locked_by = None  # ending is how a patient moves to another pharmacy
     return EndOut(number=number, end_month=body.end_month)
 
 

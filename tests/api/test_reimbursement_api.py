@@ -2,7 +2,7 @@
 
 One app serves the whole module (its start and migrations dominate a test's time); every test
 issues its own orders and uses its own pharmacy where the lock or a settlement could leak between
-tests. "Today" is pinned through ``ctx.extras["today"]`` so months and dates are fixed.
+tests. "Today" is pinned by fixing the service's clock (``ctx.clock``) so months and dates are fixed.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from services.reimbursement.app import create_app
 from services.reimbursement.models import Outbox, Realisation
 from services.reimbursement.settings import ReimbursementSettings
 from shared.app import ServiceContext
+from shared.clock import FixedClock
 from shared.settings import Settings
 from tests.api.test_scheduling_api import assert_problem
 from tests.conftest import FACILITY, OTHER_FACILITY, OTHER_PESEL, PESEL, make_settings, token_for
@@ -39,9 +41,11 @@ PESEL_BIRTH_DATE = "1944-05-14"  # encoded in PESEL
 Headers = dict[str, str]
 
 
-@dataclass
-class Clock:
-    today: dt.date = TODAY
+WARSAW = ZoneInfo("Europe/Warsaw")
+
+
+def noon(day: dt.date) -> FixedClock:
+    return FixedClock(dt.datetime.combine(day, dt.time(12), tzinfo=WARSAW))
 
 
 @dataclass
@@ -52,7 +56,9 @@ class Suite:
     sandbox: httpx.AsyncClient
     app: FastAPI
     settings: Settings
-    clock: Clock = field(default_factory=Clock)
+
+    def set_today(self, day: dt.date) -> None:
+        self.ctx.clock = noon(day)
 
     def auth(self, role: str, **claims: Any) -> Headers:
         return {"Authorization": f"Bearer {token_for(self.settings, role, **claims)}"}
@@ -102,7 +108,8 @@ def an_order(**changes: Any) -> dict[str, Any]:
 
 
 def a_realisation(**changes: Any) -> dict[str, Any]:
-    return {"months": ["2030-03"], "pieces": 90, "unit_price": "1.50", "realized_on": "2030-03-15", **changes}
+    # No realized_on: a realisation is dated today, by the service's (fixed) clock.
+    return {"months": ["2030-03"], "pieces": 90, "unit_price": "1.50", **changes}
 
 
 def pharmacy() -> str:
@@ -123,15 +130,15 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sui
         sandbox,
     ):
         suite = Suite(client, sandbox, app, settings)
-        suite.ctx.extras["today"] = lambda: suite.clock.today
+        suite.set_today(TODAY)
         yield suite
 
 
 @pytest.fixture
 def suite(running: Suite) -> Iterator[Suite]:
-    running.clock.today = TODAY
+    running.set_today(TODAY)
     yield running
-    running.clock.today = TODAY
+    running.set_today(TODAY)
     running.app.state.ezwm_sandbox.state.ezwm.up = True
 
 
@@ -225,6 +232,19 @@ async def test_while_ezwm_is_down_no_order_is_issued(suite: Suite) -> None:
 async def test_bad_orders_are_refused_naming_the_field(suite: Suite, changes: dict[str, Any], field: str) -> None:
     answer = await suite.client.post(f"{API}/orders", json=an_order(**changes), headers=suite.doctor)
     assert_problem(answer, 422, field)
+
+
+@pytest.mark.parametrize(("today", "start_month"), [(dt.date(2030, 4, 1), "2030-03"), (TODAY, "2029-12")])
+async def test_an_order_for_months_that_have_passed_is_refused(suite: Suite, today: dt.date, start_month: str) -> None:
+    suite.set_today(today)
+    answer = await suite.client.post(f"{API}/orders", json=an_order(start_month=start_month), headers=suite.doctor)
+    body = assert_problem(answer, 422, "body.start_month")
+    assert f"{start_month} has already passed" in body["detail"]
+
+
+async def test_an_order_may_start_on_the_last_day_of_its_first_month(suite: Suite) -> None:
+    suite.set_today(dt.date(2030, 3, 31))
+    assert (await suite.order(start_month="2030-03"))["start_month"] == "2030-03"
 
 
 async def test_a_body_that_is_not_json_is_a_400(suite: Suite) -> None:
@@ -343,7 +363,9 @@ async def test_a_realisation_is_priced_by_the_rules_of_its_date(
 
 
 async def test_a_realisation_dated_before_2023_is_refused_until_the_old_limits_are_loaded(suite: Suite) -> None:
-    number = (await suite.order(start_month="2022-01"))["number"]
+    # Orders and realisations are never back-dated, so the service's own clock stands in 2022.
+    suite.set_today(dt.date(2022, 3, 10))
+    number = (await suite.order(start_month="2022-03"))["number"]
     answer = await suite.realise(number, pharmacy(), months=["2022-03"], realized_on="2022-03-10")
     body = assert_problem(answer, 422, "body.realized_on")
     assert "loaded" in body["detail"]
@@ -359,7 +381,7 @@ async def test_entitlements_are_updated_to_the_facts_of_the_realisation_day(suit
     assert done["entitlements_dropped"] == [{"code": "47OR", "reason": "47OR expired on 2030-03-14"}]
     assert done["patient_age"] == 85
 
-    suite.clock.today = dt.date(2030, 4, 2)
+    suite.set_today(dt.date(2030, 4, 2))
     renewed = {"code": "47or", "valid_from": "2030-04-01"}
     later = await suite.realised(
         number, shop, months=["2030-04"], realized_on="2030-04-02", pieces=10, unit_price="1.00", entitlements=[renewed]
@@ -386,7 +408,7 @@ async def test_the_first_pharmacy_locks_the_order_and_continues_it_alone(suite: 
     assert seen.json()["locked_by_pharmacy"] == first
     assert seen.json()["months_realized"] == ["2030-03"]
 
-    suite.clock.today = dt.date(2030, 4, 1)
+    suite.set_today(dt.date(2030, 4, 1))
     assert_problem(await suite.realise(number, second, months=["2030-04"], realized_on="2030-04-01"), 409)
     continued = await suite.realised(number, first, months=["2030-04", "2030-05"], realized_on="2030-04-01")
     assert continued["continuation"] is True
@@ -401,28 +423,117 @@ async def test_a_month_is_realised_at_most_once(suite: Suite) -> None:
     assert body["type"].endswith("/month-already-realised")
 
 
-async def test_a_short_form_order_is_realisable_in_any_pharmacy(suite: Suite) -> None:
-    number = (await suite.order(short_form=True))["number"]
-    await suite.realised(number, pharmacy())
-    suite.clock.today = dt.date(2030, 4, 10)
-    other = await suite.realised(number, pharmacy(), months=["2030-04"], realized_on="2030-04-10")
+async def test_a_short_form_order_continues_an_ended_original_and_is_realisable_in_any_pharmacy(
+    suite: Suite,
+) -> None:
+    first = pharmacy()
+    original = (await suite.order(months=1))["number"]  # March only
+    await suite.realised(original, first)
+    short = await suite.order(short_form=True, continues_order=original, start_month="2030-04", months=2)
+    assert (short["short_form"], short["continues_order"], short["valid_until"]) == (True, original, "2030-05")
+    # The original's lock does not carry over: another pharmacy realises the continuation, none locks it.
+    suite.set_today(dt.date(2030, 4, 10))
+    other = await suite.realised(short["number"], pharmacy(), months=["2030-04"], realized_on="2030-04-10")
     assert other["locked_by_pharmacy"] is None
+    suite.set_today(dt.date(2030, 5, 3))
+    again = await suite.realised(short["number"], pharmacy(), months=["2030-05"], realized_on="2030-05-03")
+    assert (again["locked_by_pharmacy"], again["continuation"]) == (None, True)
 
 
-async def test_ending_an_order_releases_the_lock_and_shortens_it(suite: Suite) -> None:
-    number = (await suite.order())["number"]
+async def test_a_short_form_order_without_an_original_is_refused(suite: Suite) -> None:
+    answer = await suite.client.post(f"{API}/orders", json=an_order(short_form=True), headers=suite.doctor)
+    body = assert_problem(answer, 422, "body.continues_order")
+    assert "continuation of an original order" in body["detail"]
+
+
+async def test_a_short_form_order_may_not_start_before_the_original_has_ended(suite: Suite) -> None:
+    original = (await suite.order(months=2))["number"]  # March and April
+    answer = await suite.client.post(
+        f"{API}/orders",
+        json=an_order(short_form=True, continues_order=original, start_month="2030-04"),
+        headers=suite.doctor,
+    )
+    body = assert_problem(answer, 422, "body.start_month")
+    assert "starts with 2030-05 or later" in body["detail"]
+    # Shortened by the doctor to March, the original has ended: April is the continuation's to take.
+    ended = await suite.client.post(f"{API}/orders/{original}/end", json={"end_month": "2030-03"}, headers=suite.doctor)
+    assert ended.status_code == 200, ended.text
+    assert (await suite.order(short_form=True, continues_order=original, start_month="2030-04"))["verification"] == (
+        "positive"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"group": "MCH2"}, "body.group"),
+        ({"code": "P.101"}, "body.code"),
+        ({"pieces_per_month": 60}, "body.pieces_per_month"),
+        ({"patient_pesel": OTHER_PESEL}, "body.continues_order"),
+        ({"short_form": False}, "body.continues_order"),
+        ({"continues_order": "0000"}, "body.continues_order"),
+        ({"continues_order": ""}, "body.continues_order"),
+    ],
+)
+async def test_a_short_form_order_is_the_same_patients_original_unchanged(
+    suite: Suite, changes: dict[str, Any], field: str
+) -> None:
+    original = (await suite.order(months=1))["number"]
+    body = an_order(**{"short_form": True, "continues_order": original, "start_month": "2030-04", **changes})
+    assert_problem(await suite.client.post(f"{API}/orders", json=body, headers=suite.doctor), 422, field)
+
+
+async def test_a_negative_order_is_no_original_to_continue(suite: Suite) -> None:
+    await suite.sandbox.post(f"{EZWM}/patients", json={"pesel": OTHER_PESEL, "insured": False})
+    negative = (await suite.order(patient_pesel=OTHER_PESEL, months=1))["number"]
+    await suite.sandbox.post(f"{EZWM}/patients", json={"pesel": OTHER_PESEL, "insured": True})
+    body = an_order(patient_pesel=OTHER_PESEL, short_form=True, continues_order=negative, start_month="2030-04")
+    answer = await suite.client.post(f"{API}/orders", json=body, headers=suite.doctor)
+    assert "verified negatively" in assert_problem(answer, 422, "body.continues_order")["detail"]
+
+
+async def test_an_original_is_continued_once(suite: Suite) -> None:
+    original = (await suite.order(months=1))["number"]
+    await suite.order(short_form=True, continues_order=original, start_month="2030-04")
+    body = an_order(short_form=True, continues_order=original, start_month="2030-06")
+    answer = await suite.client.post(f"{API}/orders", json=body, headers=suite.doctor)
+    problem = assert_problem(answer, 409, "body.continues_order")
+    assert problem["type"].endswith("/order-already-continued")
+
+
+async def test_a_shortened_order_stays_ended_and_with_its_pharmacy(suite: Suite) -> None:
+    number = (await suite.order())["number"]  # March to August
     first, second = pharmacy(), pharmacy()
     await suite.realised(number, first)
     ended = await suite.client.post(f"{API}/orders/{number}/end", json={"end_month": "2030-04"}, headers=suite.doctor)
     assert ended.status_code == 200, ended.text
-    assert (ended.json()["locked_by_pharmacy"], ended.json()["valid_until"]) == (None, "2030-04")
+    assert (ended.json()["locked_by_pharmacy"], ended.json()["valid_until"]) == (first, "2030-04")
     in_ezwm = (await suite.sandbox.get(f"{EZWM}/orders/{number}")).json()
-    assert (in_ezwm["end_month"], in_ezwm["locked_by"]) == ("2030-04", None)
+    assert (in_ezwm["end_month"], in_ezwm["locked_by"]) == ("2030-04", first)
 
-    suite.clock.today = dt.date(2030, 4, 3)
-    assert_problem(await suite.realise(number, second, months=["2030-04", "2030-05"], realized_on="2030-04-03"), 422)
-    elsewhere = await suite.realised(number, second, months=["2030-04"], realized_on="2030-04-03")
-    assert elsewhere["locked_by_pharmacy"] == second
+    suite.set_today(dt.date(2030, 4, 3))
+    # The rest of the old order is not another pharmacy's to take: the patient moves with a new order.
+    body = assert_problem(await suite.realise(number, second, months=["2030-04"]), 409)
+    assert body["type"].endswith("/order-locked")
+    assert "ended it with 2030-04" in body["detail"] and "new order" in body["detail"]
+    # Nothing past the new end, not even in the pharmacy that holds it.
+    past = assert_problem(await suite.realise(number, first, months=["2030-04", "2030-05"]), 422, "body.months")
+    assert "ended or shortened by the doctor" in past["detail"]
+    own = await suite.realised(number, first, months=["2030-04"], realized_on="2030-04-03")
+    assert own["locked_by_pharmacy"] == first
+    suite.set_today(dt.date(2030, 5, 2))
+    after = assert_problem(await suite.realise(number, first, months=["2030-05"]), 422, "body.realized_on")
+    assert "valid until 2030-04" in after["detail"]
+    assert_problem(await suite.realise(number, second, months=["2030-05"]), 409)
+
+
+async def test_an_order_ended_before_any_realisation_is_the_first_pharmacys_up_to_its_end(suite: Suite) -> None:
+    number = (await suite.order())["number"]
+    ended = await suite.client.post(f"{API}/orders/{number}/end", json={"end_month": "2030-03"}, headers=suite.doctor)
+    assert ended.json()["locked_by_pharmacy"] is None
+    shop = pharmacy()
+    assert (await suite.realised(number, shop))["locked_by_pharmacy"] == shop
+    assert_problem(await suite.realise(number, shop, months=["2030-03", "2030-04"]), 422, "body.months")
 
 
 @pytest.mark.parametrize(
@@ -461,7 +572,11 @@ async def test_only_the_issuing_facility_ends_an_order(suite: Suite) -> None:
         ({"months": ["2030-03", "2030-05"]}, "body.months"),
         ({"months": ["2030-03", "2030-03"]}, "body.months"),
         ({"months": ["2030-04"]}, "body.months"),
-        ({"months": ["2030-02"], "realized_on": "2030-02-27"}, "body.realized_on"),
+        # Before the order's first month, even as an offline registration of a paper date.
+        (
+            {"months": ["2030-02"], "realized_on": "2030-02-27", "offline": True, "patient_statement": True},
+            "body.realized_on",
+        ),
         ({"months": ["2030-3"]}, "body.months.0"),
         ({"pieces": 91}, "body.pieces"),
         ({"pieces": 0}, "body.pieces"),
@@ -471,6 +586,11 @@ async def test_only_the_issuing_facility_ends_an_order(suite: Suite) -> None:
         ({"unit_price": "-1.00"}, "body.unit_price"),
         ({"realized_on": "2030-03-16"}, "body.realized_on"),
         ({"realized_on": "15.03.2030"}, "body.realized_on"),
+        ({"realized_on": "2030-03-14"}, "body.realized_on"),
+        ({"realized_on": "2030-03-14", "patient_statement": True}, "body.realized_on"),
+        ({"realized_on": "2030-03-14", "offline": True}, "body.patient_statement"),
+        ({"realized_on": "2030-03-16", "offline": True, "patient_statement": True}, "body.realized_on"),
+        ({"offline": "maybe"}, "body.offline"),
         (
             {"entitlements": [{"code": "47OR", "valid_from": "2030-03-10", "valid_until": "2030-03-01"}]},
             "body.entitlements",
@@ -503,6 +623,62 @@ async def test_only_a_pharmacist_realises(suite: Suite, role: str) -> None:
 
 
 # ----------------------------------------------------------------------------- offline realisations
+
+
+async def test_a_realisation_is_dated_today_when_no_date_is_given(suite: Suite) -> None:
+    number = (await suite.order())["number"]
+    answer = await suite.client.post(
+        f"{API}/orders/{number}/realizations", json=a_realisation(), headers=suite.pharmacist(pharmacy())
+    )
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["realized_on"], answer.json()["offline"]) == ("2030-03-15", False)
+
+
+async def test_an_earlier_date_is_refused_unless_it_is_an_offline_registration(suite: Suite) -> None:
+    number = (await suite.order())["number"]
+    suite.set_today(dt.date(2030, 4, 2))
+    shop = pharmacy()
+    refused = await suite.realise(number, shop, months=["2030-03", "2030-04"], realized_on="2030-03-31")
+    body = assert_problem(refused, 422, "body.realized_on")
+    assert "offline" in body["detail"] and "2030-04-02" in body["detail"]
+    unsigned = await suite.realise(number, shop, months=["2030-03", "2030-04"], realized_on="2030-03-31", offline=True)
+    assert "statement" in assert_problem(unsigned, 422, "body.patient_statement")["detail"]
+    assert (await suite.client.get(f"{API}/orders/{number}", headers=suite.doctor)).json()["months_realized"] == []
+
+
+async def test_an_offline_paper_date_on_the_last_day_of_a_month_keeps_that_month(suite: Suite) -> None:
+    # Paper on 31 March while eZWM was down, registered on 2 April with the patient's statement.
+    number = (await suite.order())["number"]
+    shop = pharmacy()
+    suite.set_today(dt.date(2030, 4, 2))
+    paper = await suite.realised(
+        number,
+        shop,
+        months=["2030-03", "2030-04"],
+        pieces=180,
+        realized_on="2030-03-31",
+        offline=True,
+        patient_statement=True,
+    )
+    assert (paper["realized_on"], paper["months"]) == ("2030-03-31", ["2030-03", "2030-04"])
+    assert (paper["offline"], paper["patient_statement"]) == (True, True)
+    march = await suite.client.get(f"{API}/settlements", params={"month": "2030-03"}, headers=suite.pharmacist(shop))
+    assert [r["order_number"] for r in march.json()["rows"]] == [number]
+
+
+async def test_an_offline_paper_date_never_covers_a_month_passed_on_that_date(suite: Suite) -> None:
+    number = (await suite.order())["number"]
+    suite.set_today(dt.date(2030, 4, 2))
+    answer = await suite.realise(
+        number,
+        pharmacy(),
+        months=["2030-03", "2030-04"],
+        realized_on="2030-04-01",
+        offline=True,
+        patient_statement=True,
+    )
+    body = assert_problem(answer, 422, "body.months")
+    assert "2030-03 has already passed" in body["detail"]
 
 
 async def test_while_ezwm_is_down_a_realisation_is_recorded_and_registered_when_it_is_back(suite: Suite) -> None:
@@ -557,7 +733,7 @@ async def test_a_month_settlement_lists_rows_totals_documents_and_retention(suit
     await suite.realised(visit, shop, months=["2030-03", "2030-04"], pieces=180)
     await suite.realised(tele, shop, pieces=10, unit_price="0.80", entitlements=["47OR"])
     await suite.realised((await suite.order())["number"], pharmacy())  # another pharmacy's: not in ours
-    suite.clock.today = dt.date(2030, 5, 2)
+    suite.set_today(dt.date(2030, 5, 2))
     await suite.realised(visit, shop, months=["2030-05"], realized_on="2030-05-02", pieces=10)  # next month's
 
     answer = await suite.client.get(f"{API}/settlements", params={"month": "2030-03"}, headers=suite.pharmacist(shop))
@@ -622,6 +798,10 @@ async def test_an_empty_month_settles_to_zero_and_no_documents(suite: Suite) -> 
         ({"month": "03-2030"}, "query.month"),
         ({"month": "2030-03-01"}, "query.month"),
         ({"month": "2030-03", "format": "xml"}, "query.format"),
+        ({"month": "1999-12"}, "query.month"),
+        ({"month": "2101-01"}, "query.month"),
+        ({"month": "9999-12"}, "query.month"),
+        ({"month": "0000-01"}, "query.month"),
     ],
 )
 async def test_bad_settlement_queries_name_the_field(suite: Suite, params: dict[str, str], field: str) -> None:

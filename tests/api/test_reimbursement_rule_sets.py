@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from services.reimbursement.app import create_app
+from shared.clock import FixedClock
 from tests.conftest import make_settings, running_client, token_for
 
 API = "/api/v1/reimbursement"
@@ -18,7 +21,7 @@ ORDER_2022 = {
     "group": "MCH1",
     "pieces_per_month": 90,
     "months": 12,
-    "start_month": "2022-01",
+    "start_month": "2022-03",
     "entitlements": [],
     "channel": "visit",
 }
@@ -27,7 +30,10 @@ REALISATION_2022 = {"months": ["2022-03"], "pieces": 60, "unit_price": "1.50", "
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in running_client(create_app(make_settings(tmp_path))):
+    app = create_app(make_settings(tmp_path))
+    # Nothing is back-dated: the 2022 order and its realisation are made on their own day.
+    app.state.ctx.clock = FixedClock(dt.datetime(2022, 3, 10, 12, tzinfo=ZoneInfo("Europe/Warsaw")))
+    async for c in running_client(app):
         yield c
 
 

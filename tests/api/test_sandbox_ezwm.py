@@ -149,7 +149,7 @@ async def test_negative_and_unknown_orders_cannot_be_registered(sandbox: httpx.A
     assert_problem(await sandbox.get(f"{EZWM}/orders/404"), 404)
 
 
-async def test_ending_releases_the_lock_and_never_extends_or_cuts_registered_months(
+async def test_ending_never_extends_or_cuts_registered_months_and_keeps_the_lock(
     sandbox: httpx.AsyncClient,
 ) -> None:
     number = (await issued(sandbox))["number"]
@@ -159,7 +159,21 @@ async def test_ending_releases_the_lock_and_never_extends_or_cuts_registered_mon
     ended = await sandbox.post(f"{EZWM}/orders/{number}/end", json={"end_month": "2030-04"})
     assert ended.status_code == 200, ended.text
     order = (await sandbox.get(f"{EZWM}/orders/{number}")).json()
-    assert (order["end_month"], order["locked_by"]) == ("2030-04", None)
+    assert (order["end_month"], order["locked_by"]) == ("2030-04", "pharmacy-1")
+
+
+async def test_a_shortened_order_is_realised_up_to_its_new_end_in_its_pharmacy_only(sandbox: httpx.AsyncClient) -> None:
+    number = (await issued(sandbox))["number"]
+    assert (await sandbox.post(f"{EZWM}/orders/{number}/realizations", json=a_realisation())).status_code == 201
+    assert (await sandbox.post(f"{EZWM}/orders/{number}/end", json={"end_month": "2030-04"})).status_code == 200
+    april = {"months": ["2030-04"], "realized_on": "2030-04-02"}
+    elsewhere = await sandbox.post(
+        f"{EZWM}/orders/{number}/realizations", json=a_realisation(pharmacy_id="pharmacy-2", **april)
+    )
+    assert_problem(elsewhere, 409)
+    past_end = a_realisation(months=["2030-04", "2030-05"], realized_on="2030-04-02")
+    assert_problem(await sandbox.post(f"{EZWM}/orders/{number}/realizations", json=past_end), 422)
+    assert (await sandbox.post(f"{EZWM}/orders/{number}/realizations", json=a_realisation(**april))).status_code == 201
 
 
 async def test_an_outage_answers_503_until_it_ends(sandbox: httpx.AsyncClient) -> None:

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from services.reimbursement.app import create_app
 from services.reimbursement.models import Base
 from services.reimbursement.settings import ReimbursementSettings
 from services.sandbox.app import create_app as create_sandbox
+from shared.clock import FixedClock
 from tests.conftest import PESEL, make_settings, token_for
 from tests.integration.conftest import scalar
 
@@ -40,11 +42,24 @@ ATTEMPTS_PER_PHARMACY = 20
 class Replicas:
     clients: list[httpx.AsyncClient]
     settings: ReimbursementSettings
+    apps: list[Any]
+    today: dt.date
+
+    def set_today(self, day: dt.date) -> None:
+        self.today = day
+        for app in self.apps:
+            app.state.ctx.clock = FixedClock(dt.datetime.combine(day, dt.time(12), tzinfo=ZoneInfo("Europe/Warsaw")))
 
     def headers(self, role: str, **claims: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {token_for(self.settings, role, **claims)}"}
 
-    async def order(self) -> str:
+    async def order(self, **changes: Any) -> str:
+        answer = await self.issue(0, **changes)
+        assert answer.status_code == 201, answer.text
+        number: str = answer.json()["number"]
+        return number
+
+    async def issue(self, replica: int, **changes: Any) -> httpx.Response:
         body = {
             "patient_pesel": PESEL,
             "code": "P.100",
@@ -53,16 +68,17 @@ class Replicas:
             "months": 6,
             "start_month": "2030-03",
             "channel": "visit",
+            **changes,
         }
-        answer = await self.clients[0].post(f"{API}/orders", json=body, headers=self.headers("practitioner"))
-        assert answer.status_code == 201, answer.text
-        number: str = answer.json()["number"]
-        return number
+        return await self.clients[replica].post(f"{API}/orders", json=body, headers=self.headers("practitioner"))
 
     async def realise(
-        self, replica: int, number: str, pharmacy_id: str, months: list[str], realized_on: str = TODAY.isoformat()
+        self, replica: int, number: str, pharmacy_id: str, months: list[str], realized_on: str | None = None
     ) -> httpx.Response:
-        body = {"months": months, "pieces": 10, "unit_price": "1.50", "realized_on": realized_on}
+        realized_on = realized_on or self.today.isoformat()
+        body: dict[str, Any] = {"months": months, "pieces": 10, "unit_price": "1.50", "realized_on": realized_on}
+        if realized_on != self.today.isoformat():  # a paper date: only as an offline registration
+            body |= {"offline": True, "patient_statement": True}
         headers = self.headers("pharmacist", pharmacy_id=pharmacy_id)
         return await self.clients[replica].post(f"{API}/orders/{number}/realizations", json=body, headers=headers)
 
@@ -78,21 +94,24 @@ async def two_replicas(pg_url: str, tmp_path: Path, *, today: dt.date = TODAY) -
     settings = ReimbursementSettings(**make_settings(tmp_path, database_url=pg_url).model_dump())
     ezwm = httpx.ASGITransport(app=create_sandbox())  # one eZWM for both, as in production
     async with AsyncExitStack() as stack:
-        clients = []
+        clients, apps = [], []
         for _ in range(2):  # one after the other: the first migrates, the second finds it done
             app = create_app(settings, ezwm_transport=ezwm)
-            app.state.ctx.extras["today"] = lambda: today
+            apps.append(app)
             await stack.enter_async_context(app.router.lifespan_context(app))
             client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=60)
             clients.append(await stack.enter_async_context(client))
-        yield Replicas(clients, settings)
+        replicas = Replicas(clients, settings, apps, today)
+        replicas.set_today(today)
+        yield replicas
 
 
 async def test_two_pharmacies_racing_for_one_order_leave_one_lock_and_each_month_once(
     pg_url: str, tmp_path: Path
 ) -> None:
-    async with two_replicas(pg_url, tmp_path, today=dt.date(2030, 4, 2)) as replicas:
+    async with two_replicas(pg_url, tmp_path, today=dt.date(2030, 3, 20)) as replicas:
         number = await replicas.order()
+        replicas.set_today(dt.date(2030, 4, 2))
         # Pharmacy A supplies March on a back-dated (paper) realisation while pharmacy B supplies April
         # today: their months never collide, so only the lock keeps the second pharmacy out; each
         # pharmacy's own repeats collide on their month.
@@ -134,6 +153,17 @@ async def test_ending_an_order_and_realising_past_its_new_end_never_both_succeed
             assert end is None or through is None or through <= end, (number, through, end)
     # Exactly one of the two wins each time; the loser is told why (422), never a 500.
     assert set(outcomes) <= {(201, 422), (422, 200)}, outcomes
+
+
+async def test_two_continuations_of_one_original_racing_leave_one(pg_url: str, tmp_path: Path) -> None:
+    async with two_replicas(pg_url, tmp_path) as replicas:
+        original = await replicas.order(months=1)
+        short = {"short_form": True, "continues_order": original, "start_month": "2030-04"}
+        answers = await asyncio.gather(*(replicas.issue(i % 2, **short) for i in range(6)))
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {201: 1, 409: 5}, [a.text for a in answers]
+    assert {a.json()["type"].rsplit("/", 1)[1] for a in answers if a.status_code == 409} == {"order-already-continued"}
+    assert await scalar(pg_url, "SELECT count(*) FROM orders WHERE continues_order = :n", n=original) == 1
 
 
 def _differences(connection: Connection) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from services.reimbursement.domain import (
     ProductCode,
     ProductGroup,
     ReimbursementError,
+    check_continuation,
     end_order,
     new_order,
     normalise_entitlements,
@@ -28,6 +30,7 @@ VALID: dict[str, Any] = {
     "start_month": "2023-06",
     "entitlements": [" 47zn", "47OR", "47ZN"],
     "channel": "visit",
+    "today": dt.date(2023, 6, 1),
 }
 
 
@@ -172,3 +175,113 @@ def test_an_order_built_directly_checks_its_end_month() -> None:
     with pytest.raises(ReimbursementError) as caught:
         Order(ProductCode.P100, ProductGroup.PW, 30, 3, m("2023-06"), end_month=m("2023-09"))
     assert caught.value.field == "end_month"
+
+
+# ----------------------------------------------------------------------------- nothing in the past
+
+
+@pytest.mark.parametrize(
+    ("today", "start_month"),
+    [
+        (dt.date(2023, 6, 30), "2023-06"),  # the current month, on its last day
+        (dt.date(2023, 6, 1), "2023-07"),
+        (dt.date(2023, 12, 31), "2023-12"),
+        (dt.date(2023, 12, 31), "2024-01"),
+    ],
+)
+def test_an_order_starts_with_the_current_month_or_later(today: dt.date, start_month: str) -> None:
+    assert order(today=today, start_month=start_month).start_month == m(start_month)
+
+
+@pytest.mark.parametrize(
+    ("today", "start_month"),
+    [
+        (dt.date(2023, 7, 1), "2023-06"),  # the first day of the next month: June has passed
+        (dt.date(2024, 1, 1), "2023-12"),  # across the year end
+        (dt.date(2023, 6, 15), "2020-01"),
+    ],
+)
+def test_an_order_for_a_month_that_has_passed_is_refused(today: dt.date, start_month: str) -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(today=today, start_month=start_month)
+    assert caught.value.field == "start_month"
+    assert caught.value.message == (
+        f"{start_month} has already passed (today is {today}): an order starts with the current month or later"
+    )
+
+
+def test_an_order_running_off_the_calendar_names_the_start_month() -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(start_month="9999-06", months=12)
+    assert caught.value.field == "start_month"
+
+
+# ----------------------------------------------------------------------------- short form: a continuation
+
+
+def original(**changes: Any) -> Order:
+    return order(**{"start_month": "2023-06", "months": 6, **changes})  # June to November 2023
+
+
+def short(**changes: Any) -> dict[str, Any]:
+    return {"start_month": "2023-12", "months": 6, "short_form": True, **changes}
+
+
+def test_a_short_form_order_may_start_the_month_after_the_original_ends() -> None:
+    continued = order(**short(continues=original()))
+    assert continued.start_month == m("2023-12")
+
+
+def test_a_short_form_order_may_start_any_later_month() -> None:
+    # The patient came back in February: December and January have passed and cannot be issued.
+    assert order(**short(start_month="2024-02", continues=original(), today=dt.date(2024, 2, 5)))
+
+
+def test_a_short_form_order_may_not_start_in_the_originals_last_month() -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(**short(start_month="2023-11", continues=original()))
+    assert caught.value.field == "start_month"
+    assert "runs until 2023-11" in caught.value.message and "starts with 2023-12 or later" in caught.value.message
+
+
+def test_a_shortened_original_ends_at_its_new_end() -> None:
+    shortened = end_order(original(), m("2023-08"))
+    assert order(**short(start_month="2023-09", continues=shortened)).start_month == m("2023-09")
+    with pytest.raises(ReimbursementError) as caught:
+        order(**short(start_month="2023-08", continues=shortened))
+    assert caught.value.field == "start_month"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"code": "P.101"}, "code"),
+        ({"group": "MCH2"}, "group"),
+        ({"pieces_per_month": 59}, "pieces_per_month"),
+        ({"pieces_per_month": 61}, "pieces_per_month"),
+    ],
+)
+def test_a_short_form_order_continues_the_original_unchanged(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(**short(continues=original(), **changes))
+    assert caught.value.field == field
+    assert "unchanged" in caught.value.message
+
+
+def test_a_short_form_order_without_an_original_is_refused() -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(**short())
+    assert caught.value.field == "continues_order"
+    assert "continuation of an original order" in caught.value.message
+
+
+def test_only_a_short_form_order_names_an_original() -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        order(**short(short_form=False, continues=original()))
+    assert caught.value.field == "continues_order"
+
+
+def test_the_continuation_check_alone_compares_the_two_orders() -> None:
+    check_continuation(original(), original(start_month="2023-12"))
+    with pytest.raises(ReimbursementError):
+        check_continuation(original(), original(start_month="2023-07"))

@@ -21,6 +21,7 @@ from services.reimbursement.domain import (
     check_realisation,
     end_order,
     month_span,
+    realisation_date,
     record_realisation,
     replace_rule_set,
 )
@@ -149,9 +150,64 @@ def test_a_future_realisation_date_is_refused_when_today_is_known() -> None:
     assert error.message == "2023-03-15 is in the future (today is 2023-03-14)"
 
 
-def test_a_back_dated_realisation_is_allowed() -> None:
-    # Paper realisations made while eZWM was down are registered later with their own date.
+def test_an_offline_paper_date_passes_the_order_checks() -> None:
+    # Once realisation_date has accepted a paper date, the months are judged against that date.
     assert check_realisation(an_order(), realized_on=ON, months=span("2023-03", 1), pieces=1, today=dt.date(2023, 5, 2))
+
+
+# ----------------------------------------------------------------------------- the realisation date
+
+
+def dated(requested: dt.date | None, today: dt.date, *, offline: bool = False, statement: bool = False) -> dt.date:
+    return realisation_date(requested, today=today, offline=offline, patient_statement=statement)
+
+
+def refused_date(requested: dt.date, today: dt.date, **kwargs: bool) -> ReimbursementError:
+    with pytest.raises(ReimbursementError) as caught:
+        dated(requested, today, **kwargs)
+    return caught.value
+
+
+def test_the_realisation_date_defaults_to_today() -> None:
+    assert dated(None, ON) == ON
+    assert dated(ON, ON) == ON
+    assert dated(None, ON, offline=True) == ON  # a paper realisation registered the same day
+
+
+def test_a_future_date_is_refused_even_offline() -> None:
+    error = refused_date(ON + dt.timedelta(days=1), ON, offline=True, statement=True)
+    assert error.field == "realized_on"
+    assert error.message == "2023-03-16 is in the future (today is 2023-03-15)"
+
+
+@pytest.mark.parametrize("earlier", [ON - dt.timedelta(days=1), dt.date(2023, 2, 28), dt.date(2022, 12, 31)])
+def test_an_earlier_date_without_the_offline_path_is_refused(earlier: dt.date) -> None:
+    error = refused_date(earlier, ON, statement=True)
+    assert error.field == "realized_on"
+    assert "offline" in error.message and "dated today (2023-03-15)" in error.message
+
+
+def test_an_earlier_offline_date_needs_the_patients_statement() -> None:
+    error = refused_date(ON - dt.timedelta(days=1), ON, offline=True)
+    assert error.field == "patient_statement"
+    assert "signed statement" in error.message
+    assert dated(ON - dt.timedelta(days=1), ON, offline=True, statement=True) == ON - dt.timedelta(days=1)
+
+
+def test_a_paper_date_on_the_last_day_of_a_month_still_supplies_that_month() -> None:
+    # Paper realisation on 31 March, registered on 2 April: March had not passed on the paper date.
+    paper = dated(dt.date(2023, 3, 31), dt.date(2023, 4, 2), offline=True, statement=True)
+    request = check_realisation(
+        an_order(), realized_on=paper, months=span("2023-03", 2), pieces=1, today=dt.date(2023, 4, 2)
+    )
+    assert (request.realized_on, request.months) == (dt.date(2023, 3, 31), span("2023-03", 2))
+
+
+def test_a_paper_date_on_the_first_of_the_next_month_never_supplies_the_month_before() -> None:
+    paper = dated(dt.date(2023, 4, 1), dt.date(2023, 4, 2), offline=True, statement=True)
+    error = refused(an_order(), realized_on=paper, months=span("2023-03", 2), pieces=1, today=dt.date(2023, 4, 2))
+    assert error.field == "months"
+    assert error.message == "2023-03 has already passed: a realisation on 2023-04-01 cannot supply it"
 
 
 # ----------------------------------------------------------------------------- supplied before (once a month)
@@ -263,3 +319,16 @@ def test_a_2022_realisation_is_checked_even_though_its_amounts_are_not_loaded() 
     order = an_order(start_month=m("2022-10"))
     request = check_realisation(order, realized_on=dt.date(2022, 12, 20), months=span("2022-12", 3), pieces=180)
     assert request.months == (m("2022-12"), m("2023-01"), m("2023-02"))
+
+
+def test_an_offline_paper_date_never_reaches_past_a_shortened_end() -> None:
+    # Shortened to March; a paper realisation of 31 March registered in April supplies March only.
+    order = end_order(an_order(start_month=m("2023-01"), months=12), m("2023-03"))
+    paper = dt.date(2023, 3, 31)
+    today = dt.date(2023, 4, 3)
+    assert check_realisation(order, realized_on=paper, months=span("2023-03", 1), pieces=60, today=today)
+    error = refused(order, realized_on=paper, months=span("2023-03", 2), pieces=60, today=today)
+    assert error.field == "months"
+    assert "2023-04 is after the order's validity" in error.message
+    late = refused(order, realized_on=dt.date(2023, 4, 1), months=span("2023-04", 1), pieces=60, today=today)
+    assert late.field == "realized_on"

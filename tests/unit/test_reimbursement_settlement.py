@@ -29,6 +29,7 @@ from services.reimbursement.domain import (
     record_realisation,
     retain_until,
     settle_month,
+    settlement_month,
 )
 from shared.identifiers import pesel_birth_date
 
@@ -163,6 +164,7 @@ def test_from_order_to_settlement() -> None:
         start_month="2023-11",
         entitlements=["47ZN"],
         channel="visit",
+        today=dt.date(2023, 10, 20),
     )
     realized_on = dt.date(2023, 11, 6)
     request = check_realisation(order, realized_on=realized_on, months=month_span(Month(2023, 11), 3), pieces=250)
@@ -207,3 +209,21 @@ def test_from_order_to_settlement() -> None:
     ]
     assert settlement.retain_until == dt.date(2028, 12, 31)
     assert order.months_realized == frozenset(request.months)
+
+
+@pytest.mark.parametrize("text", ["2000-01", "2030-03", "2100-12"])
+def test_a_settlement_month_from_2000_to_2100_is_read(text: str) -> None:
+    assert str(settlement_month(text)) == text
+
+
+@pytest.mark.parametrize("text", ["1999-12", "2101-01", "0001-01", "9999-12"])
+def test_a_settlement_month_outside_2000_to_2100_is_refused(text: str) -> None:
+    with pytest.raises(ReimbursementError) as caught:
+        settlement_month(text)
+    assert caught.value.field == "month"
+    assert caught.value.message == f"{text} is outside the months that can be settled: 2000-01 to 2100-12"
+
+
+def test_a_settlement_month_is_read_strictly() -> None:
+    with pytest.raises(ReimbursementError, match="YYYY-MM"):
+        settlement_month("2030-3")

@@ -20,13 +20,15 @@ from .orders import (
     Order,
     ProductCode,
     ProductGroup,
+    check_continuation,
+    check_not_passed,
     end_order,
     new_order,
     normalise_entitlements,
     parse_code,
     parse_group,
 )
-from .realisation import RealisationRequest, check_realisation, record_realisation
+from .realisation import RealisationRequest, check_realisation, realisation_date, record_realisation
 from .rules import (
     FULL_RATE,
     FULL_RATE_ENTITLEMENTS,
@@ -42,6 +44,8 @@ from .rules import (
     with_monthly_amounts,
 )
 from .settlement import (
+    FIRST_SETTLEMENT_YEAR,
+    LAST_SETTLEMENT_YEAR,
     RETENTION_YEARS,
     Document,
     DocumentKind,
@@ -51,13 +55,16 @@ from .settlement import (
     documents_to_send,
     retain_until,
     settle_month,
+    settlement_month,
 )
 
 __all__ = [
     "CENT",
     "ENTITLEMENT_AGE_LIMITS",
+    "FIRST_SETTLEMENT_YEAR",
     "FULL_RATE",
     "FULL_RATE_ENTITLEMENTS",
+    "LAST_SETTLEMENT_YEAR",
     "MAX_ORDER_MONTHS",
     "RETENTION_YEARS",
     "RULES_2020",
@@ -88,6 +95,8 @@ __all__ = [
     "SettlementTotals",
     "ValueLimit",
     "age_on",
+    "check_continuation",
+    "check_not_passed",
     "check_realisation",
     "documents_to_send",
     "end_order",
@@ -98,11 +107,13 @@ __all__ = [
     "parse_code",
     "parse_group",
     "price_realisation",
+    "realisation_date",
     "record_realisation",
     "replace_rule_set",
     "retain_until",
     "rule_set_on",
     "settle_month",
+    "settlement_month",
     "to_cents",
     "with_monthly_amounts",
 ]

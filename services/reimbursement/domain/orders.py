@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -61,8 +62,9 @@ class Order:
     """An issued order with what realisations need to know of its state.
 
     ``end_month`` is set when the doctor ends or shortens the order (zakończenie / skrócenie okresu
-    ważności, the only way to release the pharmacy's lock); ``months_realized`` holds every month
-    already supplied, by any earlier realisation.
+    ważności): nothing after it is realisable anywhere, and what is left stays with the locking
+    pharmacy; the patient changes pharmacy with the doctor's new order. ``months_realized`` holds
+    every month already supplied, by any earlier realisation.
     """
 
     code: ProductCode
@@ -110,9 +112,16 @@ def new_order(
     start_month: str,
     entitlements: Iterable[str],
     channel: str,
+    today: dt.date,
+    short_form: bool = False,
+    continues: Order | None = None,
 ) -> Order:
-    """Build an order from the API's raw values; every bad one is reported under its own name."""
-    return Order(
+    """Build an order from the API's raw values; every bad one is reported under its own name.
+
+    ``today`` is the issuing day: no order is issued for a month that has passed. A short-form
+    order must name (``continues``) the original it continues; a full-form order names none.
+    """
+    order = Order(
         code=parse_code(code),
         group=parse_group(group),
         pieces_per_month=pieces_per_month,
@@ -121,6 +130,62 @@ def new_order(
         entitlements=normalise_entitlements(entitlements),
         channel=_parse_channel(channel),
     )
+    try:
+        order.issued_last_month  # noqa: B018 - only whether it exists on the calendar
+    except ReimbursementError:
+        raise ReimbursementError(
+            "start_month", f"{order.start_month} + {order.months} months is off the calendar"
+        ) from None
+    check_not_passed(order.start_month, today)
+    if short_form and continues is None:
+        raise ReimbursementError(
+            "continues_order",
+            "a short-form order exists only as the continuation of an original order that has ended: name it",
+        )
+    if continues is not None:
+        if not short_form:
+            raise ReimbursementError(
+                "continues_order", "only a short-form order (short_form: true) names an order it continues"
+            )
+        check_continuation(continues, order)
+    return order
+
+
+def check_not_passed(start_month: Month, today: dt.date) -> None:
+    """An order is issued from the current month on: a month gone can no longer be supplied."""
+    current = Month.of(today)
+    if start_month < current:
+        raise ReimbursementError(
+            "start_month",
+            f"{start_month} has already passed (today is {today}): an order starts with the current month or later",
+        )
+
+
+def check_continuation(original: Order, continuation: Order) -> None:
+    """A short-form order continues an original that has ended, with nothing changed.
+
+    "Zlecenie na skróconym wzorze może być wypisane, jeśli skończy się zlecenie pierwotne i dane nie
+    uległy zmianie": the same code, product group and pieces a month, starting after the original's
+    last month (as ended or shortened by the doctor). It may start any month after that, not only
+    the next one: a patient who comes back late cannot be issued months that have passed.
+    """
+    unchanged = (
+        ("code", original.code.value, continuation.code.value),
+        ("group", original.group.value, continuation.group.value),
+        ("pieces_per_month", original.pieces_per_month, continuation.pieces_per_month),
+    )
+    for field, before, now in unchanged:
+        if before != now:
+            raise ReimbursementError(
+                field,
+                f"a short-form order continues the original unchanged: the original has {field} {before}, not {now}",
+            )
+    if continuation.start_month <= original.last_month:
+        raise ReimbursementError(
+            "start_month",
+            f"a short-form order starts after the original has ended: the original runs until {original.last_month}, "
+            f"so the continuation starts with {original.last_month + 1} or later, not {continuation.start_month}",
+        )
 
 
 def end_order(order: Order, end_month: Month) -> Order:

@@ -4,6 +4,12 @@ The source's rules, in the order they are checked: 1 to 6 months at once; consec
 realisation date inside the months supplied and none of them already passed, which together mean
 the months start with the month of the realisation date (and so at most one realisation a month);
 all inside the order's validity; none supplied before; pieces at most pieces per month x months.
+
+The realisation date is today's (the server's date). An earlier one exists only as the later
+registration of a paper realisation made while eZWM was down ("odnotować zlecenie w systemie, kiedy
+zacznie działać"): it says it is offline and carries the patient's signed statement of the right to
+benefits, which the source requires for any back-dated realisation ("wsteczna realizacja"). Its
+months still start with the month of its paper date, so it never covers a month passed on that date.
 """
 
 from __future__ import annotations
@@ -30,6 +36,27 @@ class RealisationRequest:
     pieces: int
 
 
+def realisation_date(requested: dt.date | None, *, today: dt.date, offline: bool, patient_statement: bool) -> dt.date:
+    """The date a realisation is recorded with: today, or an offline registration's earlier paper date."""
+    if requested is None or requested == today:
+        return today
+    if requested > today:
+        raise ReimbursementError("realized_on", f"{requested} is in the future (today is {today})")
+    if not offline:
+        raise ReimbursementError(
+            "realized_on",
+            f"a realisation is dated today ({today}), not {requested}: an earlier date is only the paper date of an "
+            "offline realisation registered later (offline: true, with the patient's signed statement)",
+        )
+    if not patient_statement:
+        raise ReimbursementError(
+            "patient_statement",
+            f"an offline realisation dated {requested}, before today ({today}), needs the patient's signed statement "
+            "of the right to benefits (patient_statement: true)",
+        )
+    return requested
+
+
 def check_realisation(
     order: Order,
     *,
@@ -41,9 +68,8 @@ def check_realisation(
 ) -> RealisationRequest:
     """Check a realisation against the order's state; the first rule broken is raised.
 
-    ``today`` (the service's date in Europe/Warsaw) refuses a realisation dated in the future; a
-    back-dated one is allowed because a paper realisation made while eZWM was down is registered
-    later with its own date.
+    ``today`` (the service's date in Europe/Warsaw) refuses a realisation dated in the future;
+    whether an earlier ``realized_on`` may be recorded at all is ``realisation_date``'s decision.
     """
     rules = rule_set_on(realized_on, rule_sets)
     _check_realisation_date(order, realized_on, today)

@@ -17,6 +17,10 @@ from .months import Month
 from .orders import Channel, GroupCode
 
 RETENTION_YEARS = 5
+# The months a settlement may be asked for: wide enough for any record kept, narrow enough that the
+# dates computed from the month (its days, the retention year) always exist.
+FIRST_SETTLEMENT_YEAR = 2000
+LAST_SETTLEMENT_YEAR = 2100
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,18 @@ class Settlement:
     totals: SettlementTotals
     documents: tuple[Document, ...]
     retain_until: dt.date
+
+
+def settlement_month(text: str, field: str = "month") -> Month:
+    """The ``YYYY-MM`` a settlement is asked for, in the years 2000 to 2100."""
+    month = Month.parse(text, field)
+    if not FIRST_SETTLEMENT_YEAR <= month.year <= LAST_SETTLEMENT_YEAR:
+        raise ReimbursementError(
+            field,
+            f"{text} is outside the months that can be settled: "
+            f"{FIRST_SETTLEMENT_YEAR}-01 to {LAST_SETTLEMENT_YEAR}-12",
+        )
+    return month
 
 
 def settle_month(month: Month, records: Iterable[RealisationRecord]) -> Settlement:
