@@ -106,5 +106,15 @@ def is_dead(attempts: int, max_attempts: int) -> bool:
     return attempts >= max_attempts
 
 
+# What a message needs only until it is delivered: the package's access code opens the patient's
+# prescriptions with a PESEL, so a sent message keeps no copy (a dead one keeps it for its replay).
+SECRET_CONTEXT_KEYS = frozenset({"access_code"})
+
+
+def delivered_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context kept once the message is sent: everything but the secrets."""
+    return {key: value for key, value in context.items() if key not in SECRET_CONTEXT_KEYS}
+
+
 def subscribed_event_types() -> Sequence[str]:
     return [*PATIENT_TEMPLATES, *FACILITY_TEMPLATES]

@@ -213,6 +213,7 @@ class Sender:
             row.last_error = error[:400] if error else None
             if error is None:
                 row.status, row.sent_at = SENT, utcnow()
+                row.context = json.dumps(domain.delivered_context(json.loads(row.context)), default=str)
             elif permanent or domain.is_dead(row.attempts, self.max_attempts):
                 row.status = DEAD
                 log.error("message_dead", message_id=str(row.id), template=row.template, error=row.last_error)

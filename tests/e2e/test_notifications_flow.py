@@ -11,9 +11,11 @@ from typing import Any
 
 import pypdf
 import pytest
+import sqlalchemy as sa
 import zxingcpp
 
 from services.integration.events import CerSyncFailed
+from services.notifications.models import Message
 from shared.events import Envelope
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, Clinic, _rx
@@ -79,6 +81,11 @@ async def test_an_issued_prescription_reaches_the_patient_by_sms_and_by_email_wi
         ("sms", "sent", 1),
     ]
     assert package["access_code"] not in json.dumps(listed)  # never the body of an SMS with the code
+    # Delivered, the messages keep no copy of the code that opens the package with a PESEL.
+    async with clinic.service("notifications").state.ctx.sessions() as session:
+        stored = (await session.scalars(sa.select(Message.context))).all()
+    assert len(stored) == 2 and all(package["access_code"] not in context for context in stored)
+    assert all(key in context for context in stored)  # what a reader of the record needs stays
 
 
 async def test_the_same_event_twice_sends_once_and_no_channel_is_visible(clinic: Clinic) -> None:

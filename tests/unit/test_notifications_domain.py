@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.notifications import domain
 from services.notifications.domain import (
     Audience,
     Channel,
@@ -71,3 +72,10 @@ def test_events_nobody_is_told_about_make_nothing() -> None:
 def test_retries_double_up_to_the_cap_and_die_after_the_last_attempt() -> None:
     assert [retry_delay(n, 2.0, 60.0) for n in range(1, 8)] == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
     assert not is_dead(5, 6) and is_dead(6, 6)
+
+
+def test_a_delivered_message_keeps_everything_but_the_access_code() -> None:
+    context = {"access_code": "1234", "prescriptions": [{"drug": "Metformax"}], "issued_on": "2030-03-04"}
+    kept = domain.delivered_context(context)
+    assert kept == {"prescriptions": [{"drug": "Metformax"}], "issued_on": "2030-03-04"}
+    assert context["access_code"] == "1234"  # the message being composed is not changed under it
