@@ -37,6 +37,11 @@ def test_valid_pesels_are_accepted(value: str) -> None:
         "ABCDEFGHIJK",
         "",
         "44053201350",  # 32 May: no such birth date
+        "٤٤٠٥١٤٠١٣٥٩",  # the valid 44051401359 in Arabic-Indic digits
+        "４４０５１４０１３５９",  # ... in full-width digits
+        "4405140135٩",  # one digit of another script
+        "440514-01359",  # python-stdnum alone would drop the hyphen
+        "4405140135 9",
     ],
 )
 def test_invalid_pesels_are_refused(value: str) -> None:
@@ -71,6 +76,10 @@ def test_doctor_npwz_with_a_correct_check_digit_is_accepted(value: str) -> None:
         ("", "empty"),
         ("1234567X", "only P or A after a nurse's number"),
         ("123456P", "a nurse's number has seven digits"),
+        ("٥٤٢٥٧٤٠", "the valid 5425740 in Arabic-Indic digits"),
+        ("542574٠", "one Arabic-Indic digit"),
+        ("５４２５７４０", "full-width digits"),
+        ("١٢٣٤٥٦٧P", "a nurse's number in Arabic-Indic digits"),
     ],
 )
 def test_invalid_npwz_is_refused(value: str, why: str) -> None:
@@ -79,6 +88,12 @@ def test_invalid_npwz_is_refused(value: str, why: str) -> None:
         validate_npwz(value)
     with pytest.raises(ValidationError):
         Licence(npwz=value)
+
+
+def test_a_trailing_newline_is_no_valid_check_digit_and_no_crash() -> None:
+    # ``$`` matches before a final newline: the check must not then read the newline as a digit.
+    assert npwz_check_digit_ok("5425740\n") is False
+    assert validate_npwz(" 5425740\n") == "5425740"  # surrounding whitespace is trimmed, as before
 
 
 def test_a_check_digit_of_ten_can_never_match() -> None:
