@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from gateway import openapi
 from gateway.registry import SANDBOX, SERVICES, factory
 from gateway.upstreams import Upstream, in_process_upstream, remote_upstream
-from shared.auth import install_dev_auth, principal_from_header
+from shared.auth import authenticate, install_dev_auth
 from shared.bus import InProcessBus
 from shared.logging import configure_logging, request_id_var
 from shared.metrics import AppMetrics, install_metrics
@@ -179,7 +179,7 @@ class Gateway:
             raise NotFound(f"no such endpoint: {request.url.path}")
         if operation.roles is None:
             return
-        principal = principal_from_header(request.headers.get("authorization"), self.settings)
+        principal = await authenticate(request.headers.get("authorization"), self.settings)
         if principal.role not in operation.roles:
             raise Forbidden(f"role {principal.role} may not do this; allowed: {', '.join(sorted(operation.roles))}")
 

@@ -104,11 +104,16 @@ def principal_from_header(authorization: str | None, settings: Settings) -> Prin
     return decode_token(token.strip(), settings)
 
 
+async def authenticate(authorization: str | None, settings: Settings) -> Principal:
+    """The bearer of an ``Authorization`` header, as every request is checked."""
+    return principal_from_header(authorization, settings)
+
+
 async def current_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    principal = principal_from_header(request.headers.get("authorization"), request.app.state.settings)
+    principal = await authenticate(request.headers.get("authorization"), request.app.state.settings)
     request.state.principal = principal
     return principal
 

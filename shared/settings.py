@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         if url.startswith("sqlite") and ":///" in url:
             path = url.split(":///", 1)[1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # Only the service's user may list (or guess) the database files.
+                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return url
 
 

@@ -15,7 +15,7 @@ import pytest
 from shared.auth import Claims, Role, issue_token
 from shared.settings import Settings
 from tests.api.test_scheduling_api import API, DAY, PROBLEM, Clinic, assert_problem
-from tests.conftest import OTHER_FACILITY, OTHER_PESEL, PESEL
+from tests.conftest import OTHER_FACILITY, OTHER_PESEL, PESEL, running_client
 
 Headers = dict[str, str]
 
@@ -608,3 +608,38 @@ async def test_health_and_readiness_answer_without_a_token(clinic: Clinic) -> No
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["database"] == "ok"
     assert ready.json()["service"] == "scheduling"
+
+
+@pytest.fixture
+async def pharmacy_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    from services.pharmacy.app import create_app
+
+    async for client in running_client(create_app(settings)):
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # One IdP's user name in two pharmacies of one chain (the facility claim alike).
+        ({"pharmacy_id": "apteka-1", "facility_id": "chain"}, {"pharmacy_id": "apteka-2", "facility_id": "chain"}),
+        ({"pharmacy_id": "apteka-1"}, {"pharmacy_id": "apteka-1", "facility_id": "clinic-x"}),
+        ({"pharmacy_id": "apteka-1", "npwz": "5425740"}, {"pharmacy_id": "apteka-1", "npwz": "1234567P"}),
+    ],
+)
+async def test_keys_of_two_tenants_sharing_a_sub_are_kept_apart(
+    pharmacy_client: httpx.AsyncClient, settings: Settings, first: dict[str, str], second: dict[str, str]
+) -> None:
+    def headers(claims: dict[str, str]) -> Headers:
+        token = issue_token(Claims(sub="jan.kowalski", role=Role.pharmacist, **claims), settings)  # type: ignore[arg-type]
+        return {"Authorization": f"Bearer {token}", "Idempotency-Key": "new-product-1"}
+
+    body = {"name": "Advil Zatoki 4 tabl.", "marketed_on": "2017-03-01", "substances": [{"substance": "Ibuprofen"}]}
+    mine = await pharmacy_client.post("/api/v1/pharmacy/products", json=body, headers=headers(first))
+    assert mine.status_code == 201, mine.text
+    theirs = await pharmacy_client.post("/api/v1/pharmacy/products", json=body, headers=headers(second))
+    assert "idempotent-replayed" not in theirs.headers
+    if theirs.status_code == 201:  # another pharmacy: its own catalogue, its own new product
+        assert theirs.json()["id"] != mine.json()["id"]
+    else:  # the same pharmacy under other claims: its catalogue has that product already
+        assert_problem(theirs, 409)
