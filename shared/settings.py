@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     run_migrations: bool = True
     seed_demo_data: bool = False
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # All request header lines together (the gateway answers 431 past it).
+    max_header_bytes: int = Field(default=16 * 1024, ge=4 * 1024)
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
     bus_max_attempts: int = Field(default=5, ge=1)
