@@ -14,6 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.registry import SERVICES
+from gateway.run import refuse_dev_auth_beyond_loopback
 from shared.middleware import BodyLimitMiddleware
 from tests.conftest import make_gateway_settings, running_client
 
@@ -144,3 +145,16 @@ async def test_a_content_length_of_non_ascii_digits_is_no_500() -> None:
     scope = {"type": "http", "method": "POST", "path": "/x", "headers": [(b"content-length", "²".encode("latin-1"))]}
     await BodyLimitMiddleware(app, max_bytes=1024)(scope, receive, send)
     assert reached and sent[0]["status"] == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "clinic-server"])
+def test_make_run_refuses_dev_auth_on_an_address_others_reach(tmp_path: Path, host: str) -> None:
+    with pytest.raises(SystemExit, match="DEV_AUTH is on"):
+        refuse_dev_auth_beyond_loopback(host, make_gateway_settings(tmp_path))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_make_run_keeps_dev_auth_on_loopback(tmp_path: Path, host: str) -> None:
+    refuse_dev_auth_beyond_loopback(host, make_gateway_settings(tmp_path))
+    without = make_gateway_settings(tmp_path, environment="development", dev_auth=False, jwt_secret=SECRET)
+    refuse_dev_auth_beyond_loopback("0.0.0.0", without)
