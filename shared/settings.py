@@ -124,6 +124,10 @@ class Settings(BaseSettings):
                 )
             if self.dev_auth:
                 raise ValueError("DEV_AUTH must be off in production")
+            # Keys fetched over plain HTTP can be swapped on the way, and with them any token forged.
+            for name, url in (("OIDC_ISSUER", self.oidc_issuer), ("OIDC_JWKS_URL", self.oidc_jwks_url)):
+                if url and not url.lower().startswith("https://"):
+                    raise ValueError(f"{name} must be an https:// URL in production")
         elif self.environment == "development" and not self.dev_auth and secret == DEFAULT_JWT_SECRET:
             # With dev auth off the secret is what keeps strangers out, and this one is public (a container
             # or docker compose, reachable from other machines, must bring its own).

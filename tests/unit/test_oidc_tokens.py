@@ -387,3 +387,17 @@ async def test_a_provider_token_goes_through_the_gateway_and_the_service(provide
         refused = await client.get("/api/v1/scheduling/locations", headers={"Authorization": f"Bearer {foreign}"})
         assert refused.status_code == 401
         assert refused.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"oidc_issuer": "http://sso.example/realms/clinic"},
+        {"oidc_issuer": "https://sso.example/realms/clinic", "oidc_jwks_url": "http://sso.example/certs"},
+    ],
+)
+def test_production_fetches_the_providers_keys_over_https_only(values: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="https"):
+        Settings(environment="production", dev_auth=False, jwt_secret="s3" * 20, oidc_audience="api", **values)
+    secure = {k: v.replace("http://", "https://") for k, v in values.items()}
+    assert Settings(environment="production", dev_auth=False, jwt_secret="s3" * 20, oidc_audience="api", **secure)
