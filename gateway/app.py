@@ -19,11 +19,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from gateway import openapi
 from gateway.registry import SANDBOX, SERVICES, factory
 from gateway.upstreams import Upstream, in_process_upstream, remote_upstream
-from shared.auth import install_dev_auth, principal_from_header
+from shared.auth import authenticate, install_dev_auth
 from shared.bus import InProcessBus
 from shared.logging import configure_logging, request_id_var
 from shared.metrics import AppMetrics, install_metrics
-from shared.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from shared.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestIdMiddleware
 from shared.problems import Forbidden, NotFound, Problem, ProblemError, install_problem_handlers, problem_response
 from shared.settings import GatewaySettings
 
@@ -128,9 +128,17 @@ class Gateway:
             raise NotFound(f"no service named {service!r}")
         return await self._pass(upstream, request)
 
+    @property
+    def sandbox_public(self) -> bool:
+        """Whether /sandbox/... is forwarded: only beside dev auth, on a developer's machine. Elsewhere
+        (docker compose, the image) the sandbox still stands in for the national systems, but only the
+        services reach it, on their own network: open without a token, it would hand out whatever it
+        holds (sent mail, SMS, prescriptions) and its outage switch to anyone."""
+        return self.sandbox is not None and self.settings.dev_auth
+
     async def forward_to_sandbox(self, request: Request) -> Response:
         """The simulated national systems, open without a token: development and demos only."""
-        if self.sandbox is None:
+        if self.sandbox is None or not self.sandbox_public:
             raise NotFound("the sandbox is not part of this deployment")
         return await self._pass(self.sandbox, request)
 
@@ -179,7 +187,7 @@ class Gateway:
             raise NotFound(f"no such endpoint: {request.url.path}")
         if operation.roles is None:
             return
-        principal = principal_from_header(request.headers.get("authorization"), self.settings)
+        principal = await authenticate(request.headers.get("authorization"), self.settings)
         if principal.role not in operation.roles:
             raise Forbidden(f"role {principal.role} may not do this; allowed: {', '.join(sorted(operation.roles))}")
 
@@ -263,6 +271,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         overrides={"/products/import": 10 * 1024 * 1024, "/webhooks/": WEBHOOK_MAX_BYTES},
     )
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(RequestIdMiddleware, service="gateway")
     install_metrics(app, metrics)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,11 +45,25 @@ def embedded_app(settings: GatewaySettings, public_url: str = "http://127.0.0.1:
     return app
 
 
+def refuse_dev_auth_beyond_loopback(host: str, settings: GatewaySettings) -> None:
+    """Dev auth hands a token of any role to whoever asks: only this machine may ask."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if settings.dev_auth and not loopback:
+        raise SystemExit(
+            f"DEV_AUTH is on: `make run` binds to 127.0.0.1 only (HOST={host}); to listen on {host}, "
+            "set DEV_AUTH=false and a JWT_SECRET of your own"
+        )
+
+
 def main() -> None:
     os.environ.setdefault("SEED_DEMO_DATA", "true")
     os.environ.setdefault("LOG_JSON", "false")
     settings = GatewaySettings()
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+    refuse_dev_auth_beyond_loopback(host, settings)
     print(BANNER.format(host=host, port=port, facility=demo.DEMO_FACILITY), flush=True)
     # A server bound to every interface is reached from here at the loopback address.
     public = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import stat
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -96,8 +98,30 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+# The file holds patients' data (PESELs, prescriptions): readable by the service's own user only.
+SQLITE_FILE_MODE = 0o600
+
+
+def secure_sqlite_file(url: str) -> None:
+    """Create the SQLite file of ``url`` with mode 0600 before SQLite does (with the umask, often
+    0644), and narrow an existing one. SQLite gives its -wal and -shm files the database file's mode."""
+    if not is_sqlite(url):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(each.stat().st_mode) & 0o077:
+                each.chmod(SQLITE_FILE_MODE)
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if is_sqlite(url):
+        secure_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
@@ -176,5 +200,6 @@ def alembic_config(migrations_dir: Path, url: str) -> Config:
 async def migrate(migrations_dir: Path, url: str) -> None:
     """Bring the service's database to the newest Alembic revision."""
     await ensure_database(url)
+    secure_sqlite_file(url)
     # Alembic's env.py runs its own event loop for the async engine, so it gets a thread of its own.
     await asyncio.to_thread(command.upgrade, alembic_config(migrations_dir, url), "head")

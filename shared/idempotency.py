@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import principal_from_header
+from shared.auth import Principal, authenticate
 from shared.db import utcnow
 from shared.problems import ProblemError, problem_response
 from shared.settings import Settings
@@ -46,7 +47,7 @@ class IdempotencyMiddleware:
                 scope, receive, send
             )
             return
-        who = self._who(scope)
+        who = await self._who(scope)
         if who is None:  # no valid token: the app will answer 401, and nothing is stored
             await self.app(scope, receive, send)
             return
@@ -68,13 +69,13 @@ class IdempotencyMiddleware:
                 return str(value.decode("latin-1")).strip()
         return None
 
-    def _who(self, scope: Scope) -> str | None:
+    async def _who(self, scope: Scope) -> str | None:
         authorization = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
         try:
-            principal = principal_from_header(authorization, self.settings)
+            principal = await authenticate(authorization, self.settings)
         except ProblemError:
             return None
-        return f"{principal.facility_id or principal.pharmacy_id or '-'}|{principal.role}|{principal.sub}"
+        return caller_scope(principal)
 
     async def _claim(self, record_scope: str, key: str, fingerprint: str) -> Any | None:
         """Insert an in-progress record; return the earlier record instead if there is one."""
@@ -156,6 +157,15 @@ class IdempotencyMiddleware:
                 await session.execute(
                     sa.update(model).where(where).values(status_code=status, content_type=content_type, body=body)
                 )
+
+
+def caller_scope(principal: Principal) -> str:
+    """Whose keys these are: the role and every tenant claim as well as ``sub``. Two pharmacies (or a
+    facility and a pharmacy) whose identity providers hand out the same ``sub`` must never see each
+    other's answers. Hashed: it is stored, and a patient's claims hold a PESEL."""
+    claims = [principal.sub, principal.facility_id, principal.pharmacy_id, principal.pesel, principal.npwz]
+    digest = hashlib.sha256(json.dumps(claims).encode()).hexdigest()[:40]
+    return f"{principal.role}|{digest}"
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

@@ -63,6 +63,29 @@ class RequestIdMiddleware:
                     )
 
 
+class HeaderLimitMiddleware:
+    """Answer 431 (RFC 6585) to a request whose header lines together pass ``max_bytes``: a sane
+    client (browser, partner system, even an identity provider's large token) stays far below it."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # Each line as sent: "name: value\r\n".
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+            if size > self.max_bytes:
+                response = problem_response(
+                    431,
+                    f"the request's headers are {size} bytes together, more than the {self.max_bytes} accepted",
+                    code="request-header-fields-too-large",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class BodyLimitMiddleware:
     """Answer 413 as soon as a body passes the limit, without reading it whole."""
 
@@ -85,7 +108,8 @@ class BodyLimitMiddleware:
             return
         limit = self._limit_for(scope["path"])
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        # isdigit() alone takes latin-1's superscripts ('²'), which int() then refuses.
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
             await problem_response(413, f"the request body is larger than {limit} bytes")(scope, receive, send)
             return
         received = 0

@@ -24,8 +24,12 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.auth import Claims, Role, issue_token
-from shared.settings import GatewaySettings, Settings
+from shared.settings import TEST_ENVIRONMENT_MARKER, GatewaySettings, Settings
 from tests.support import fast_startup
+
+# ENVIRONMENT=test is refused outside the test suite (shared/settings.py): the services and sandboxes the
+# tests start as processes of their own inherit this mark.
+os.environ[TEST_ENVIRONMENT_MARKER] = "true"
 
 PG_BASE = os.environ.get("PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP_BASE = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")

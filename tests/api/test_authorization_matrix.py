@@ -379,6 +379,8 @@ def bad_authorizations(who: Claims, settings: Settings) -> dict[str, Headers]:
     edited["sub"] = "someone-else"
     forged_payload = base64.urlsafe_b64encode(json.dumps(edited).encode()).rstrip(b"=").decode()
     unsigned = {**who.model_dump(mode="json", exclude_none=True), "exp": int(time.time()) + 600}
+    secret = settings.jwt_secret.get_secret_value()
+    secret_signed = {**unsigned, "iat": int(time.time())}
     other_secret = settings.model_copy(update={"jwt_secret": SecretStr("not-the-gateway-secret-" + "0" * 32)})
     return {
         "no Authorization header": {},
@@ -388,6 +390,12 @@ def bad_authorizations(who: Claims, settings: Settings) -> dict[str, Headers]:
         "expired": bearer(issue_token(who, settings.model_copy(update={"jwt_ttl_seconds": -120}))),
         "alg none": bearer(jwt.encode(unsigned, "", algorithm="none")),
         "payload edited after signing": bearer(f"{header}.{forged_payload}.{signature}"),
+        "another issuer": bearer(issue_token(who, settings.model_copy(update={"jwt_issuer": "other-suite"}))),
+        "another audience": bearer(issue_token(who, settings.model_copy(update={"jwt_audience": "other-api"}))),
+        "no issuer nor audience": bearer(jwt.encode(secret_signed, secret, algorithm="HS256")),
+        "lifetime over the maximum": bearer(
+            issue_token(who, settings.model_copy(update={"jwt_ttl_seconds": settings.max_token_ttl_seconds + 3600}))
+        ),
     }
 
 

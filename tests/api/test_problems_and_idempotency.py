@@ -15,7 +15,7 @@ import pytest
 from shared.auth import Claims, Role, issue_token
 from shared.settings import Settings
 from tests.api.test_scheduling_api import API, DAY, PROBLEM, Clinic, assert_problem
-from tests.conftest import OTHER_FACILITY, OTHER_PESEL, PESEL
+from tests.conftest import OTHER_FACILITY, OTHER_PESEL, PESEL, running_client
 
 Headers = dict[str, str]
 
@@ -646,3 +646,38 @@ def test_control_characters_are_found_in_nested_values_and_keys() -> None:
 
     document = {"items": [{"drug": "ok"}, {"drug": "bad\x00"}], "k\x1b": 1, "note": "fine\r\n"}
     assert control_character_fields(document) == ["body.items.1.drug", "body.'k\\x1b'"]
+
+
+@pytest.fixture
+async def pharmacy_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    from services.pharmacy.app import create_app
+
+    async for client in running_client(create_app(settings)):
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # One IdP's user name in two pharmacies of one chain (the facility claim alike).
+        ({"pharmacy_id": "apteka-1", "facility_id": "chain"}, {"pharmacy_id": "apteka-2", "facility_id": "chain"}),
+        ({"pharmacy_id": "apteka-1"}, {"pharmacy_id": "apteka-1", "facility_id": "clinic-x"}),
+        ({"pharmacy_id": "apteka-1", "npwz": "5425740"}, {"pharmacy_id": "apteka-1", "npwz": "1234567P"}),
+    ],
+)
+async def test_keys_of_two_tenants_sharing_a_sub_are_kept_apart(
+    pharmacy_client: httpx.AsyncClient, settings: Settings, first: dict[str, str], second: dict[str, str]
+) -> None:
+    def headers(claims: dict[str, str]) -> Headers:
+        token = issue_token(Claims(sub="jan.kowalski", role=Role.pharmacist, **claims), settings)  # type: ignore[arg-type]
+        return {"Authorization": f"Bearer {token}", "Idempotency-Key": "new-product-1"}
+
+    body = {"name": "Advil Zatoki 4 tabl.", "marketed_on": "2017-03-01", "substances": [{"substance": "Ibuprofen"}]}
+    mine = await pharmacy_client.post("/api/v1/pharmacy/products", json=body, headers=headers(first))
+    assert mine.status_code == 201, mine.text
+    theirs = await pharmacy_client.post("/api/v1/pharmacy/products", json=body, headers=headers(second))
+    assert "idempotent-replayed" not in theirs.headers
+    if theirs.status_code == 201:  # another pharmacy: its own catalogue, its own new product
+        assert theirs.json()["id"] != mine.json()["id"]
+    else:  # the same pharmacy under other claims: its catalogue has that product already
+        assert_problem(theirs, 409)

@@ -832,6 +832,6 @@ async def test_health_readiness_and_openapi(suite: Suite) -> None:
 
 async def test_settings_refuse_the_embedded_sandbox_in_production(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="EZWM_URL"):
-        ReimbursementSettings(environment="production", dev_auth=False, jwt_secret="x" * 40)
+        ReimbursementSettings(environment="production", dev_auth=False, jwt_secret="a-real-secret-" + "0123456789" * 3)
     configured = ReimbursementSettings.from_settings(make_settings(tmp_path))
     assert configured.ezwm_url is None and configured.database_url.endswith("{service}.db")

@@ -518,6 +518,7 @@ def main() -> None:
         **os.environ,
         "LOG_LEVEL": "WARNING",
         "ENVIRONMENT": "test",
+        "ALLOW_TEST_ENVIRONMENT": "true",  # the test suite's own drills (shared/settings.py)
         "AMQP_URL": os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     }
     print(f"distributed suite on PostgreSQL ({prefix}_*) and RabbitMQ, {os.cpu_count()} cores")

@@ -370,6 +370,7 @@ def main() -> None:
         **os.environ,
         "LOG_LEVEL": "ERROR",
         "ENVIRONMENT": "test",
+        "ALLOW_TEST_ENVIRONMENT": "true",  # the test suite's own drills (shared/settings.py)
         "AMQP_URL": os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         "CER_RETRY_SECONDS": "0.5",
         "CER_RETRY_MAX_SECONDS": "2",

@@ -9,8 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.responses import PlainTextResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.app import create_app
+from gateway.registry import SERVICES
+from gateway.run import refuse_dev_auth_beyond_loopback
+from shared.middleware import BodyLimitMiddleware
 from tests.conftest import make_gateway_settings, running_client
 
 
@@ -68,3 +73,88 @@ async def test_an_unknown_service_or_endpoint_is_404_problem_json(gateway_client
         assert answer.headers["content-type"] == "application/problem+json"
     wrong_method = await gateway_client.delete("/api/v1/scheduling/locations")
     assert wrong_method.status_code == 405
+
+
+# ----------------------------------------------------------------------------- outside a developer's laptop
+
+SECRET = "a-real-secret-for-this-deployment-0123456789"
+
+
+async def test_without_dev_auth_the_sandbox_is_not_reachable_through_the_gateway(tmp_path: Path) -> None:
+    # docker compose: the sandbox still stands in for the national systems, for the services only.
+    app = create_app(make_gateway_settings(tmp_path, environment="development", dev_auth=False, jwt_secret=SECRET))
+    async for client in running_client(app):
+        for method, path in [("GET", "/sandbox/mail/messages"), ("POST", "/sandbox/p1/down"), ("GET", "/sandbox/")]:
+            answer = await client.request(method, path)
+            assert answer.status_code == 404, (path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+        assert (await client.post("/api/v1/auth/dev-token", json={})).status_code == 404
+        ready = await client.get("/readyz")  # the services' sandbox is still there, and ready
+        assert ready.json()["services"]["sandbox"]["status"] == "ready"
+
+
+async def test_with_dev_auth_the_sandbox_is_forwarded(gateway_client: httpx.AsyncClient) -> None:
+    answer = await gateway_client.get("/sandbox/mail/messages")
+    assert answer.status_code == 200, answer.text
+
+
+async def test_in_production_neither_the_dev_token_endpoint_nor_the_sandbox_exist(tmp_path: Path) -> None:
+    with socket.socket() as s:  # every service remote, and down: the gateway alone is what is tested
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
+    urls = {f"{name}_url": nowhere for name in SERVICES}
+    settings = make_gateway_settings(tmp_path, environment="production", dev_auth=False, jwt_secret=SECRET, **urls)
+    async for client in running_client(create_app(settings)):
+        token = await client.post("/api/v1/auth/dev-token", json={"sub": "x", "role": "operator"})
+        assert token.status_code == 404
+        assert (await client.get("/sandbox/mail/messages")).status_code == 404
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert not [p for p in paths if p.startswith(("/sandbox", "/api/v1/auth"))]
+
+
+async def test_headers_over_the_limit_are_431_problem_json(gateway_client: httpx.AsyncClient) -> None:
+    limit = 16 * 1024
+    huge = await gateway_client.get("/api/v1/scheduling/slots", headers={"X-Padding": "a" * limit})
+    assert huge.status_code == 431
+    assert huge.headers["content-type"] == "application/problem+json"
+    assert huge.json()["status"] == 431
+    assert "x-request-id" in huge.headers
+    many = await gateway_client.get("/healthz", headers={f"X-Filler-{n}": "b" * 100 for n in range(200)})
+    assert many.status_code == 431
+    # A large identity-provider token (several kilobytes) is nowhere near it.
+    fine = await gateway_client.get("/healthz", headers={"X-Padding": "a" * 8 * 1024})
+    assert fine.status_code == 200
+
+
+async def test_a_content_length_of_non_ascii_digits_is_no_500() -> None:
+    # latin-1's '²' passes str.isdigit(), but int() refuses it.
+    reached: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(True)
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/x", "headers": [(b"content-length", "²".encode("latin-1"))]}
+    await BodyLimitMiddleware(app, max_bytes=1024)(scope, receive, send)
+    assert reached and sent[0]["status"] == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "clinic-server"])
+def test_make_run_refuses_dev_auth_on_an_address_others_reach(tmp_path: Path, host: str) -> None:
+    with pytest.raises(SystemExit, match="DEV_AUTH is on"):
+        refuse_dev_auth_beyond_loopback(host, make_gateway_settings(tmp_path))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_make_run_keeps_dev_auth_on_loopback(tmp_path: Path, host: str) -> None:
+    refuse_dev_auth_beyond_loopback(host, make_gateway_settings(tmp_path))
+    without = make_gateway_settings(tmp_path, environment="development", dev_auth=False, jwt_secret=SECRET)
+    refuse_dev_auth_beyond_loopback("0.0.0.0", without)

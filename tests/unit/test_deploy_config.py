@@ -25,6 +25,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from gateway.app import Gateway
 from gateway.distributed import gateway_environment, service_environment
 from gateway.registry import PRODUCTION_ONLY_ENVIRONMENT, SANDBOX, SANDBOX_FACTORY, SERVICES
 from gateway.registry import settings_class as service_settings_class
@@ -104,11 +105,25 @@ def compose_apps() -> dict[str, dict[str, Any]]:
     return {name: s for name, s in services.items() if s.get("build", {}).get("dockerfile") == "deploy/Dockerfile"}
 
 
-def compose_environment(name: str) -> dict[str, str]:
-    """The service's environment with ${VAR:-default} read as its default (nothing set in the shell)."""
+# What an operator sets in the shell or .env for a variable compose requires (${VAR:?message}).
+OPERATOR_SET = {"JWT_SECRET": "operator-chosen-secret-" + "7f3a" * 8}
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
+
+
+def compose_environment(name: str, *, shell: Mapping[str, str] = OPERATOR_SET) -> dict[str, str]:
+    """The service's environment with ${VAR:-default} read as its default and ${VAR:?...} as what the
+    operator set in ``shell`` (a required variable missing there is left out, as compose would refuse)."""
     env = compose()["services"][name].get("environment", {})
     assert isinstance(env, dict), f"compose {name}: write environment as a mapping"
-    return {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+    resolved = {}
+    for key, value in env.items():
+        required = REQUIRED.fullmatch(str(value))
+        if required:
+            if required.group(1) in shell:
+                resolved[key] = shell[required.group(1)]
+            continue
+        resolved[key] = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+    return resolved
 
 
 def secret_value(name: str, key: str) -> str:
@@ -325,12 +340,16 @@ def test_compose_sandbox_is_one_process_without_database() -> None:
     assert "depends_on" not in service, "no database, no broker"
     env = compose_environment(SANDBOX)
     # uvicorn reads WEB_CONCURRENCY. The mail catcher listens where the notifications container sends (its
-    # default, 127.0.0.1, is unreachable from another container), on a port it must not move from.
+    # default, 127.0.0.1, is unreachable from another container), on a port it must not move from. The
+    # deployment's auth settings, as every process: the image's defaults alone are production's.
     assert env == {
         "SERVICE_NAME": SANDBOX,
         "WEB_CONCURRENCY": "1",
         "SANDBOX_SMTP_HOST": "0.0.0.0",
         "SANDBOX_SMTP_PORT": str(SANDBOX_SMTP_PORT),
+        "ENVIRONMENT": "development",
+        "DEV_AUTH": "false",
+        "JWT_SECRET": OPERATOR_SET["JWT_SECRET"],
     }
     settings = service_settings_class(SANDBOX).model_validate({k.lower(): v for k, v in env.items()})
     assert settings.service_name == SANDBOX
@@ -420,3 +439,59 @@ def test_k8s_deployment_shape(app: str) -> None:
     assert spec["securityContext"]["runAsUser"] == IMAGE_USER
     images = {app_container(name)["image"] for name in k8s("Deployment")}
     assert len(images) == 1, f"one image for every Deployment, found {images}"
+
+
+# ---- safe defaults outside a developer's laptop ---------------------------------------------------
+
+
+def dockerfile_env() -> dict[str, str]:
+    """The ENV of the image's final stage (every `KEY=value` of its ENV instructions)."""
+    final_stage = DOCKERFILE.read_text().split("\nFROM ")[-1]
+    env: dict[str, str] = {}
+    for instruction in re.findall(r"^ENV ((?:.*\\\n)*.*)$", final_stage, re.M):
+        env.update(re.findall(r"(\w+)=(\S+)", instruction.replace("\\\n", " ")))
+    return env
+
+
+def test_the_image_is_production_without_dev_auth_unless_told_otherwise() -> None:
+    env = dockerfile_env()
+    assert env["ENVIRONMENT"] == "production"
+    assert env["DEV_AUTH"] == "false"
+    assert "JWT_SECRET" not in env, "a secret baked into the image is everyone's"
+    # Run as it is, it refuses to start: no secret of its own.
+    with pytest.raises(ValueError, match="JWT_SECRET must be set in production"):
+        GatewaySettings(**{k.lower(): v for k, v in env.items() if k.lower() in GatewaySettings.model_fields})
+
+
+@pytest.mark.parametrize("app", [*APPS, SANDBOX])
+def test_compose_runs_without_dev_auth_and_requires_a_secret(app: str) -> None:
+    raw = compose()["services"][app]["environment"]
+    assert raw["DEV_AUTH"] == "false"
+    # Neither settable to development's conveniences from the shell, nor to the test suite's environment.
+    assert raw["ENVIRONMENT"] == "development"
+    assert REQUIRED.fullmatch(raw["JWT_SECRET"]), f"compose {app}: JWT_SECRET must be ${{JWT_SECRET:?...}}"
+    # And the process itself refuses the public development default, should compose's check be bypassed.
+    without = compose_environment(app, shell={})
+    assert "JWT_SECRET" not in without
+    with pytest.raises(ValueError, match="JWT_SECRET must be set when DEV_AUTH is off"):
+        settings_class(app)(**{k.lower(): v for k, v in without.items()})
+
+
+def test_compose_publishes_only_the_gateway_and_not_its_sandbox() -> None:
+    published = {name for name, service in compose()["services"].items() if service.get("ports")}
+    assert published == {"gateway"}
+    env = compose_environment("gateway")
+    gateway = Gateway(GatewaySettings(**{k.lower(): v for k, v in env.items()}))
+    gateway.sandbox = object()  # type: ignore[assignment] # the compose sandbox, as build_upstreams makes it
+    assert gateway.sandbox_public is False, "the gateway would forward /sandbox/... to the host's network"
+
+
+def test_k8s_is_production_without_dev_auth_everywhere() -> None:
+    for document in manifests():
+        text = yaml.safe_dump(document)
+        assert not re.search(r"DEV_AUTH\W+(value: )?['\"]?true", text, re.I), document["metadata"]["name"]
+        assert "ENVIRONMENT: test" not in text
+    for app in APPS:
+        for container in [app_container(app), *pod_spec(app).get("initContainers", [])]:
+            env = container_environment(container)
+            assert (env["ENVIRONMENT"], env["DEV_AUTH"]) == ("production", "false"), f"{app}/{container['name']}"

@@ -59,7 +59,11 @@ def claims_of(request: httpx.Request, settings: Settings) -> dict[str, Any]:
     scheme, _, token = request.headers["authorization"].partition(" ")
     assert scheme == "Bearer"
     decoded: dict[str, Any] = jwt.decode(
-        token, settings.jwt_secret.get_secret_value(), algorithms=[settings.jwt_algorithm]
+        token,
+        settings.jwt_secret.get_secret_value(),
+        algorithms=[settings.jwt_algorithm],
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
     )
     return decoded
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sqlite3
+import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import create_engine
+from shared.db import create_engine, secure_sqlite_file
+from shared.settings import Settings
 
 
 def hold_write_lock(path: Path, seconds: float, holding: threading.Event) -> None:
@@ -66,3 +70,50 @@ async def test_a_constraint_violation_leaves_nothing_that_freezes_the_loop_later
         gc.enable()
         gc.unfreeze()
         await engine.dispose()
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most machines have (022): what SQLite alone would create is then world-readable."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_a_new_database_file_and_its_wal_are_readable_by_the_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "patients.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE t (pesel TEXT)"))
+            await conn.execute(sa.text("INSERT INTO t VALUES ('44051401359')"))
+        async with engine.connect() as conn:  # the WAL and its index exist while a connection is open
+            await conn.execute(sa.text("SELECT * FROM t"))
+            files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+            assert all(f.exists() for f in files)
+            assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_an_existing_world_readable_database_file_is_narrowed(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    secure_sqlite_file(f"sqlite+aiosqlite:///{path}")
+    assert mode(path) == 0o600
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_the_directory_made_for_the_database_files_is_the_owners_only(tmp_path: Path) -> None:
+    settings = Settings(environment="test", database_url=f"sqlite+aiosqlite:///{tmp_path}/var/{{service}}.db")
+    settings.for_service("scheduling").resolved_database_url  # noqa: B018 - creates the directory
+    assert mode(tmp_path / "var") == 0o700
