@@ -1,7 +1,8 @@
 """CeR notifications applied to the local schedule (DOMAIN.md 6): a booking made through IKP /
 mojeIKP, by another entity or from the waiting list takes the slot for the patient; an IKP
 cancellation frees it. Notifications may come twice (the inbox drops the second) or out of order
-(the newest applied per slot and patient wins, an older one is stale). A slot a desk booking took
+(the newest applied per slot and patient wins, an older one is stale; at the same instant a
+cancellation wins over its booking). A slot a desk booking took
 first is never given to a second patient: the conflict is recorded and reported.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.integration.events import CerNotificationReceived
-from services.scheduling import events, schemas, service
+from services.scheduling import domain, events, schemas, service
 from services.scheduling.models import BOOKED, Booking, CerSlotState, Slot
 from shared.app import ServiceContext
 from shared.events import Envelope
@@ -26,7 +27,7 @@ SOURCES = {
     "booking_created_other_entity": schemas.BookingSource.cer_other_entity,
     "booking_created_waiting_list": schemas.BookingSource.cer_waiting_list,
 }
-CANCELLED_IKP = "booking_cancelled_ikp"
+CANCELLED_IKP = domain.CER_CANCELLATION
 SUBSCRIPTION = "scheduling-cer"
 
 
@@ -39,7 +40,9 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
             return "duplicate"
         key = (facility, note.slot_id, note.patient_pesel)
         state = await uow.session.get(CerSlotState, key, with_for_update=True)
-        if state is not None and state.last_occurred_at >= note.occurred_at:
+        if state is not None and domain.cer_notification_stale(
+            state.last_event_type, state.last_occurred_at, note.cer_event_type, note.occurred_at
+        ):
             await uow.commit()
             return "stale"
         _remember(uow, state, key, note)

@@ -134,3 +134,21 @@ def cer_specialty_of(work_type_specialty: str | None, location_specialty: str | 
 def published_to_cer(asked: bool, specialty: str | None) -> bool:
     """A CeR-covered specialty must be published (DOMAIN.md 6); any other schedule only when asked."""
     return asked or specialty is not None
+
+
+# CeR's IKP cancellation (the only notification that frees a slot).
+CER_CANCELLATION = "booking_cancelled_ikp"
+
+
+def cer_notification_stale(
+    last_type: str, last_occurred_at: dt.datetime, event_type: str, occurred_at: dt.datetime
+) -> bool:
+    """Whether a CeR notification about a slot and patient is older than the one applied last.
+
+    The newest wins (they arrive out of order). Two at the same instant: the cancellation wins over
+    the booking it cancels (DOMAIN.md 6: it cannot precede it), whichever of them arrives first;
+    anything else at the same instant changes nothing.
+    """
+    if occurred_at != last_occurred_at:
+        return occurred_at < last_occurred_at
+    return not (event_type == CER_CANCELLATION and last_type != CER_CANCELLATION)
