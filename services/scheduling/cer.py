@@ -14,10 +14,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.integration.events import CerNotificationReceived
+from services.integration.events import CerCoverageChanged, CerNotificationReceived
 from services.scheduling import domain, events, schemas, service
-from services.scheduling.models import BOOKED, Booking, CerSlotState, Slot
+from services.scheduling.models import BOOKED, Booking, CerCoverage, CerSlotState, Slot
 from shared.app import ServiceContext
+from shared.db import upsert_insert
 from shared.events import Envelope
 from shared.outbox import UnitOfWork, already_processed
 from shared.problems import ProblemError
@@ -29,6 +30,7 @@ SOURCES = {
 }
 CANCELLED_IKP = domain.CER_CANCELLATION
 SUBSCRIPTION = "scheduling-cer"
+COVERAGE_SUBSCRIPTION = "scheduling-cer-coverage"
 
 
 async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envelope: Envelope) -> str:
@@ -141,8 +143,37 @@ async def _conflict(
         await uow.commit()
 
 
+async def replicate_coverage(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envelope: Envelope) -> None:
+    """An operator's correction of the dated CeR table, kept here so that a schedule's creation
+    asks no other service. One upsert that only ever raises the revision: a correction that
+    arrives after a newer one (or twice) changes nothing."""
+    change = CerCoverageChanged.model_validate(envelope.payload)
+    async with new_uow() as uow:
+        if await already_processed(uow.session, inbox_model, COVERAGE_SUBSCRIPTION, envelope.id):
+            return
+        values = {
+            "covered_from": change.covered_from,
+            "source": change.source,
+            "draft": change.draft,
+            "revision": change.revision,
+        }
+        insert = upsert_insert(uow.session)(CerCoverage).values(specialty=change.specialty, **values)
+        await uow.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[CerCoverage.specialty],
+                set_=values,
+                where=CerCoverage.revision < insert.excluded.revision,
+            )
+        )
+        await uow.commit()
+
+
 def subscribe(ctx: ServiceContext) -> None:
     async def handle(envelope: Envelope) -> None:
         await apply(ctx.uow, ctx.inbox_model, envelope)
 
+    async def coverage(envelope: Envelope) -> None:
+        await replicate_coverage(ctx.uow, ctx.inbox_model, envelope)
+
     ctx.bus.subscribe(SUBSCRIPTION, [CerNotificationReceived.event_type], handle)
+    ctx.bus.subscribe(COVERAGE_SUBSCRIPTION, [CerCoverageChanged.event_type], coverage)

@@ -120,10 +120,11 @@ def absence_window(date_from: dt.date, date_to: dt.date, tz: ZoneInfo) -> Interv
 
 @dataclass(frozen=True)
 class CerPublication:
-    """Whether a schedule's slots are published to CeR, and as which CeR-covered specialty."""
+    """Whether a schedule's slots are published to CeR, and as which CeR specialty."""
 
     published: bool
     specialty: str | None
+    day: dt.date | None = None  # the schedule's (local) date: the visit day of its slots
 
 
 def cer_specialty_of(work_type_specialty: str | None, location_specialty: str | None) -> str | None:
@@ -131,9 +132,10 @@ def cer_specialty_of(work_type_specialty: str | None, location_specialty: str | 
     return work_type_specialty or location_specialty
 
 
-def published_to_cer(asked: bool, specialty: str | None) -> bool:
-    """A CeR-covered specialty must be published (DOMAIN.md 6); any other schedule only when asked."""
-    return asked or specialty is not None
+def published_to_cer(asked: bool, covered: bool) -> bool:
+    """A schedule CeR covers on its date must be published (DOMAIN.md 6; ``cer_scope.covered``
+    decides); any other only when asked."""
+    return asked or covered
 
 
 # CeR's IKP cancellation (the only notification that frees a slot).
