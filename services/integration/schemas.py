@@ -163,7 +163,12 @@ class ComplianceOut(BaseModel):
 class CoverageIn(_In):
     specialty: CerSpecialty
     covered_from: dt.date = Field(description="the first day CeR covers the specialty")
-    source: str = Field(min_length=3, max_length=400, description="the legal act or announcement it comes from")
+    source: str = Field(
+        min_length=3,
+        max_length=400,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="the legal act or announcement it comes from (one line)",
+    )
     draft: bool = Field(description="the source is a draft, not law in force")
 
     @field_validator("covered_from")

@@ -8,12 +8,15 @@ import datetime as dt
 from typing import Any
 
 from services.integration.cer_scope import CerSpecialty
+from services.integration.events import CerCoverageChanged
+from services.scheduling import cer as scheduling_cer
 from shared.clock import FixedClock
+from shared.events import Envelope
 from tests.api.test_integration_cer_sync import _outgoing, _work
 from tests.e2e import test_cer_flow as cer_flow
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_cer_flow import _cer_connected, _settle, eventually
-from tests.e2e.test_prescriptions_flow import FACILITY, WARSAW, Clinic
+from tests.e2e.test_prescriptions_flow import WARSAW, Clinic
 
 clinic = cer_flow.clinic  # the e2e flow's facility fixture, used here by name
 
@@ -201,6 +204,29 @@ async def test_an_endocrinology_schedule_is_cers_from_august_1_and_follows_an_op
     assert (asked["cer_covered"], asked["cer_published"]) == (False, True)
 
 
+def _correction(revision: int, covered_from: str) -> Envelope:
+    change = CerCoverageChanged(
+        specialty="nephrology",
+        covered_from=dt.date.fromisoformat(covered_from),
+        source=f"korekta {revision}",
+        draft=False,
+        revision=revision,
+    )
+    return Envelope(type=change.event_type, payload=change.model_dump(mode="json"))
+
+
+async def test_scheduling_keeps_the_newest_correction_whatever_order_or_how_often_they_arrive(clinic: Clinic) -> None:
+    _today_is(clinic, dt.date(2026, 7, 1))
+    ctx = clinic.service("scheduling").state.ctx
+    nephrology = await _work(clinic, "nephrology", "Poradnia nefrologiczna")
+    newest, older = _correction(2, "2026-10-01"), _correction(1, "2026-09-01")
+    for envelope in (newest, older, newest):  # the older one late, the newest twice
+        await scheduling_cer.replicate_coverage(ctx.uow, ctx.inbox_model, envelope)
+    september = await _schedule_on(clinic, flow.DOCTOR, nephrology, dt.date(2026, 9, 15))
+    october = await _schedule_on(clinic, flow.DOCTOR, nephrology, dt.date(2026, 10, 1))
+    assert (september["cer_covered"], october["cer_covered"]) == (False, True)
+
+
 async def test_a_location_and_a_work_type_accept_every_name_of_the_table_and_nothing_else(clinic: Clinic) -> None:
     for name in CerSpecialty:
         work = await clinic.post("/api/v1/scheduling/work-types", {"name": f"Praca {name}", "cer_specialty": str(name)})
@@ -325,4 +351,3 @@ async def test_a_man_booked_for_cytology_is_warned_and_a_cardiology_booking_neve
         found[work] = answer.json()["warnings"]
     assert len(found[cytology]) == 1 and "cytology/HPV" in found[cytology][0] and "a man's" in found[cytology][0]
     assert found[cardiology] == []
-    assert FACILITY  # the bookings are this facility's (the fixture's)
