@@ -2,8 +2,8 @@
 mojeIKP, by another entity or from the waiting list takes the slot for the patient; an IKP
 cancellation frees it. Notifications may come twice (the inbox drops the second) or out of order
 (the newest applied per slot and patient wins, an older one is stale; at the same instant a
-cancellation wins over its booking). A slot a desk booking took
-first is never given to a second patient: the conflict is recorded and reported.
+cancellation wins over its booking). A slot a desk booking took first is never given to a second
+patient: the conflict is recorded and reported.
 """
 
 from __future__ import annotations
