@@ -143,3 +143,5 @@ async def _cer_notifications(client: httpx.AsyncClient, headers: dict[str, str],
         "secret": "demo-clinic-cer-secret-for-the-sandbox",
     }
     (await client.put("/api/v1/integration/cer/settings", json=settings, headers=headers)).raise_for_status()
+    contracts = {"specialties": ["cardiology"]}  # its cardiology schedules are an NFZ contract's
+    (await client.put("/api/v1/integration/cer/contracts", json=contracts, headers=headers)).raise_for_status()

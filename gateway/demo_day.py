@@ -365,6 +365,10 @@ class Day:
             },
         )
         self.say(f"CeR settings: notifications to {cer['endpoint']}, secret set: {cer['secret_set']}")
+        contracts = await self.obj(
+            "PUT", "/api/v1/integration/cer/contracts", self.admin, {"specialties": ["cardiology"]}
+        )
+        self.say(f"NFZ contracts in CeR specialties: {', '.join(contracts['specialties'])}")
         schedules = (
             ("poz", "centre", "visit", "08:00", "12:00", 15),
             ("duty", "centre", "rx", "12:00", "13:00", 10),

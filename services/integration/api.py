@@ -145,10 +145,61 @@ async def reconcile_cer(ctx: ContextDep, who: CurrentPrincipal) -> schemas.Recon
 
 @router.get("/cer/compliance", response_model=schemas.ComplianceOut, **allow(*ADMIN, Role.registrar))
 async def cer_compliance(ctx: ContextDep, who: CurrentPrincipal) -> schemas.ComplianceOut:
-    """Per CeR-covered specialty: schedules published or not, and the payment dates at risk from today."""
+    """Per specialty of the dated CeR table: its own dates (and whether they come from a draft),
+    whether the facility declared an NFZ contract in it, schedules published or not, and the
+    payment dates at risk from today. Without a contract a specialty is not applicable; with one,
+    nothing published is at risk before its dates and breached after them."""
     today = ctx.today()
     async with ctx.sessions() as session:
         return await cer_service.compliance(session, who.require_facility(), today)
+
+
+# ----------------------------------------------------------------------------- the dated CeR table
+
+
+@router.get(
+    "/cer/specialties", response_model=list[schemas.CoverageOut], **allow(Role.operator, *ADMIN, Role.registrar)
+)
+async def cer_specialties(ctx: ContextDep) -> list[schemas.CoverageOut]:
+    """The dated table of what CeR covers: each specialty, the day CeR covers it from, the source
+    and whether that source is a draft; the same for every facility."""
+    async with ctx.sessions() as session:
+        return await cer_service.coverage_view(session)
+
+
+@router.put("/cer/specialties", response_model=list[schemas.CoverageOut], **allow(Role.operator))
+async def correct_cer_specialties(
+    body: schemas.CoverageCorrections, ctx: ContextDep, who: CurrentPrincipal
+) -> list[schemas.CoverageOut]:
+    """An operator corrects or adds entries (``[{specialty, covered_from, source, draft}]``); entries
+    not named stay as they are. Each change is kept in the history (who, when, old and new values)
+    and reaches the scheduling service, which decides from it whether a new schedule goes to CeR.
+    422 names the entry's field: an unknown specialty, a date that is not one, a specialty twice."""
+    async with ctx.uow() as uow:
+        return await cer_service.correct_coverage(uow, body, who, ctx.clock.now())
+
+
+@router.get("/cer/specialties/history", response_model=list[schemas.CoverageChangeOut], **allow(Role.operator))
+async def cer_specialties_history(ctx: ContextDep, limit: Limit = 100) -> list[schemas.CoverageChangeOut]:
+    """Every change of the dated CeR table, newest first (append-only: part of the audit)."""
+    async with ctx.sessions() as session:
+        return await cer_service.coverage_history(session, limit)
+
+
+@router.get("/cer/contracts", response_model=schemas.ContractsOut, **allow(*ADMIN, Role.registrar))
+async def cer_contracts(ctx: ContextDep, who: CurrentPrincipal) -> schemas.ContractsOut:
+    """The NFZ contracts in CeR specialties the facility declared (the compliance report uses them)."""
+    async with ctx.sessions() as session:
+        return await cer_service.contracts(session, who.require_facility())
+
+
+@router.put("/cer/contracts", response_model=schemas.ContractsOut, **allow(*ADMIN))
+async def put_cer_contracts(body: schemas.ContractsIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ContractsOut:
+    """Declare every CeR specialty the facility holds an NFZ contract in (replaces the earlier list;
+    an empty list: none). A contracted specialty with nothing published is at risk or breached in
+    the compliance report, never not applicable. 422 names an unknown specialty."""
+    async with ctx.uow() as uow:
+        return await cer_service.declare_contracts(uow, who.require_facility(), body, who.sub, ctx.clock.now())
 
 
 webhooks = APIRouter(tags=["integration: webhooks"], responses=PROBLEM_RESPONSES)

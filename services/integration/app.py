@@ -88,7 +88,14 @@ def create_app(
     ikp = Ikp(ctx.sessions, p1, scheduling)
     poller = Poller(ctx.sessions, ctx.uow, ikp, config.ikp_poll_batch)
     forwarder = p1_forwarder(ctx.sessions, ctx.uow, p1, config.p1_retry_seconds, config.p1_retry_max_seconds)
-    to_cer = cer_forwarder(ctx.sessions, ctx.uow, cer, config.cer_retry_seconds, config.cer_retry_max_seconds)
+    to_cer = cer_forwarder(
+        ctx.sessions,
+        ctx.uow,
+        cer,
+        config.cer_retry_seconds,
+        config.cer_retry_max_seconds,
+        now=lambda: ctx.clock.now(),  # read at each call: a test may swap the clock after start-up
+    )
     reconciler = Reconciler(ctx.sessions, ctx.uow, cer, scheduling, config.timezone)
     ctx.extras.update(
         p1=p1,

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.integration import domain, events, outgoing, schemas
+from services.integration import cer_scope, domain, events, outgoing, schemas
 from services.integration.cer import (
     CerClient,
     CerError,
@@ -49,6 +49,9 @@ from services.integration.models import (
     PENDING,
     REJECTED,
     SENT,
+    CerContract,
+    CerCoverageChange,
+    CerCoverageRule,
     CerDrift,
     CerNotification,
     CerOutgoing,
@@ -59,9 +62,10 @@ from services.integration.models import (
 from services.scheduling import events as scheduling_events
 from services.scheduling.client import SchedulingClient, SchedulingClientError
 from services.scheduling.schemas import BookingSource
+from shared.auth import Principal
 from shared.db import upsert_insert, utcnow
 from shared.events import Envelope
-from shared.logging import mask_pesel
+from shared.logging import mask_pesel, request_id_var
 from shared.outbox import UnitOfWork
 from shared.problems import FieldError, ProblemError, Unauthorized, Unprocessable
 
@@ -324,7 +328,10 @@ def cer_forwarder(
     cer: CerClient,
     retry_seconds: float,
     retry_max_seconds: float,
+    now: Callable[[], dt.datetime] = utcnow,
 ) -> outgoing.Forwarder[CerOutgoing]:
+    """``now``: the service's clock, which dates CeR's acceptance of a schedule (compliance reads it)."""
+
     async def deliver(item: CerOutgoing) -> None:
         payload = json.loads(item.payload)
         if item.kind == CER_REGISTER_ENDPOINT:
@@ -345,7 +352,7 @@ def cer_forwarder(
 
     async def settled(uow: UnitOfWork, row: CerOutgoing, error: str | None) -> None:
         if error is None:
-            await _accepted(uow.session, row)
+            await _accepted(uow.session, row, now())
             return
         payload = json.loads(row.payload)
         log.error("cer_change_rejected", kind=row.kind, reference=row.reference, reason=error)
@@ -383,16 +390,14 @@ async def _refusal_waiting(session: AsyncSession, booked: dict[str, str]) -> boo
     return False
 
 
-async def _accepted(session: AsyncSession, row: CerOutgoing) -> None:
+async def _accepted(session: AsyncSession, row: CerOutgoing, now: dt.datetime) -> None:
     if row.kind == CER_REGISTER_ENDPOINT:
         # CeR has the secret now; the queue keeps no copy of it (the settings table keeps the one).
         sent = NotificationSettings.model_validate_json(row.payload)
         row.payload = json.dumps({"endpoint": sent.endpoint, "email": sent.email})
     elif row.kind == CER_PUBLISH_SCHEDULE:
         await session.execute(
-            sa.update(CerSchedule)
-            .where(CerSchedule.schedule_id == uuid.UUID(row.reference))
-            .values(accepted_at=utcnow())
+            sa.update(CerSchedule).where(CerSchedule.schedule_id == uuid.UUID(row.reference)).values(accepted_at=now)
         )
     elif row.kind == CER_REFUSE:
         # The desk's own booking of the slot, refused by CeR while CeR's patient still held it, is in
@@ -586,10 +591,177 @@ def _drift_text(new: list[tuple[str, schemas.DriftItem]]) -> str:
     return "uzgodnienie z CeR wykazało różnice: " + "; ".join(lines) + more
 
 
+# ----------------------------------------------------------------------------- the dated CeR table
+
+SEED, OPERATOR = "seed", "operator"
+
+
+async def _corrections(session: AsyncSession) -> list[CerCoverageRule]:
+    """The operators' corrections (revision 0 rows only hold a lock: their values are the seed's)."""
+    return list(await session.scalars(sa.select(CerCoverageRule).where(CerCoverageRule.revision > 0)))
+
+
+def _coverage(row: CerCoverageRule) -> cer_scope.Coverage:
+    return cer_scope.Coverage(cer_scope.CerSpecialty(row.specialty), row.covered_from, row.source, row.draft)
+
+
+async def coverage_table(session: AsyncSession) -> dict[cer_scope.CerSpecialty, cer_scope.Coverage]:
+    """The seed with the operators' corrections in place: what CeR covers from when, today."""
+    return cer_scope.effective(_coverage(row) for row in await _corrections(session))
+
+
+async def coverage_view(session: AsyncSession) -> list[schemas.CoverageOut]:
+    corrected = {row.specialty: row for row in await _corrections(session)}
+    views = []
+    for specialty, entry in (await coverage_table(session)).items():
+        row = corrected.get(specialty)
+        views.append(
+            schemas.CoverageOut(
+                specialty=specialty,
+                covered_from=entry.covered_from,
+                source=entry.source,
+                draft=entry.draft,
+                origin=OPERATOR if row else SEED,
+                revision=row.revision if row else 0,
+                changed_by=row.changed_by if row else None,
+                changed_at=row.changed_at if row else None,
+            )
+        )
+    return views
+
+
+def _duplicates(entries: list[schemas.CoverageIn]) -> list[FieldError]:
+    seen: set[str] = set()
+    errors = []
+    for index, entry in enumerate(entries):
+        if entry.specialty in seen:
+            errors.append(FieldError(field=f"body.{index}.specialty", message="named twice in one change"))
+        seen.add(entry.specialty)
+    return errors
+
+
+async def correct_coverage(
+    uow: UnitOfWork, entries: list[schemas.CoverageIn], who: Principal, now: dt.datetime
+) -> list[schemas.CoverageOut]:
+    """An operator corrects (or confirms) entries of the table. Each real change is kept in the
+    history with who, when, the old and the new values, and told to the scheduling service."""
+    if errors := _duplicates(entries):
+        raise Unprocessable("each specialty may be named once", errors=errors)
+    session = uow.session
+    seed = cer_scope.effective()
+    insert = upsert_insert(session)
+    for entry in sorted(entries, key=lambda e: e.specialty):  # one lock order: no deadlock between operators
+        base = seed[entry.specialty]
+        await session.execute(
+            insert(CerCoverageRule)
+            .values(
+                specialty=str(entry.specialty),
+                covered_from=base.covered_from,
+                source=base.source,
+                draft=base.draft,
+                revision=0,
+            )
+            .on_conflict_do_nothing(index_elements=[CerCoverageRule.specialty])
+        )
+        row = await session.get_one(CerCoverageRule, str(entry.specialty), with_for_update=True, populate_existing=True)
+        old = base if row.revision == 0 else _coverage(row)
+        new = cer_scope.Coverage(entry.specialty, entry.covered_from, entry.source, entry.draft)
+        if new == old:
+            continue  # confirmed as it is: nothing changed, nothing to record
+        session.add(
+            CerCoverageChange(
+                specialty=str(entry.specialty),
+                revision=row.revision + 1,
+                old_covered_from=old.covered_from,
+                old_source=old.source,
+                old_draft=old.draft,
+                old_origin=SEED if row.revision == 0 else OPERATOR,
+                new_covered_from=new.covered_from,
+                new_source=new.source,
+                new_draft=new.draft,
+                changed_by=who.sub,
+                changed_role=str(who.role),
+                changed_at=now,
+                request_id=request_id_var.get(),
+            )
+        )
+        row.covered_from, row.source, row.draft = new.covered_from, new.source, new.draft
+        row.revision += 1
+        row.changed_by, row.changed_role, row.changed_at = who.sub, str(who.role), now
+        uow.emit(
+            events.CerCoverageChanged(
+                specialty=str(entry.specialty),
+                covered_from=new.covered_from,
+                source=new.source,
+                draft=new.draft,
+                revision=row.revision,
+            ),
+            facility_id=None,
+            event_id=events.external_event_id("cer-coverage", f"{entry.specialty}:{row.revision}"),
+        )
+    await uow.commit()
+    log.info("cer_coverage_corrected", by=who.sub, specialties=[str(e.specialty) for e in entries])
+    return await coverage_view(session)
+
+
+async def coverage_history(session: AsyncSession, limit: int) -> list[schemas.CoverageChangeOut]:
+    rows = await session.scalars(sa.select(CerCoverageChange).order_by(CerCoverageChange.id.desc()).limit(limit))
+    return [
+        schemas.CoverageChangeOut(
+            specialty=cer_scope.CerSpecialty(r.specialty),
+            revision=r.revision,
+            changed_at=r.changed_at,
+            changed_by=r.changed_by,
+            changed_role=r.changed_role,
+            request_id=r.request_id,
+            old_origin=r.old_origin,
+            old=schemas.CoverageValues(covered_from=r.old_covered_from, source=r.old_source, draft=r.old_draft),
+            new=schemas.CoverageValues(covered_from=r.new_covered_from, source=r.new_source, draft=r.new_draft),
+        )
+        for r in rows
+    ]
+
+
+# ----------------------------------------------------------------------------- NFZ contracts
+
+
+def _contracts_view(row: CerContract | None) -> schemas.ContractsOut:
+    if row is None:
+        return schemas.ContractsOut(specialties=[], declared_by=None, declared_at=None)
+    held = set(row.specialties)
+    return schemas.ContractsOut(
+        specialties=[s for s in cer_scope.CerSpecialty if s in held],
+        declared_by=row.declared_by,
+        declared_at=row.declared_at,
+    )
+
+
+async def contracts(session: AsyncSession, facility_id: str) -> schemas.ContractsOut:
+    return _contracts_view(await session.get(CerContract, facility_id))
+
+
+async def declare_contracts(
+    uow: UnitOfWork, facility_id: str, data: schemas.ContractsIn, declared_by: str, now: dt.datetime
+) -> schemas.ContractsOut:
+    """The facility's NFZ contracts in CeR specialties, replaced whole in one upsert."""
+    held = sorted({str(s) for s in data.specialties})
+    insert = upsert_insert(uow.session)
+    values = {"specialties": held, "declared_by": declared_by, "declared_at": now}
+    await uow.session.execute(
+        insert(CerContract)
+        .values(facility_id=facility_id, **values)
+        .on_conflict_do_update(index_elements=[CerContract.facility_id], set_=values)
+    )
+    await uow.commit()
+    return _contracts_view(await uow.session.get(CerContract, facility_id, populate_existing=True))
+
+
 # ----------------------------------------------------------------------------- compliance
 
 
 async def compliance(session: AsyncSession, facility_id: str, today: dt.date) -> schemas.ComplianceOut:
+    """Every specialty of the dated table, with its own dates; the facility's contracts decide
+    which ones apply to it."""
     schedules = {
         specialty: (count, first)
         for specialty, count, first in (
@@ -610,11 +782,12 @@ async def compliance(session: AsyncSession, facility_id: str, today: dt.date) ->
             )
         ).all()
     }
+    held = set((await contracts(session, facility_id)).specialties)
     warsaw = ZoneInfo("Europe/Warsaw")
     specialties = []
-    for specialty in domain.CER_SPECIALTIES:
+    for specialty, entry in (await coverage_table(session)).items():
         count, first = schedules.get(specialty, (0, None))
         first_on = outgoing.as_utc(first).astimezone(warsaw).date() if first is not None else None
-        found = domain.specialty_compliance(specialty, count, first_on, unsent.get(specialty, 0), today)
+        found = domain.specialty_compliance(entry, specialty in held, count, first_on, unsent.get(specialty, 0), today)
         specialties.append(schemas.SpecialtyComplianceOut.from_domain(found))
     return schemas.ComplianceOut(today=today, specialties=specialties)

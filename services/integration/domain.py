@@ -1,5 +1,7 @@
 """Pure rules of the integration service: the CeR webhook signature, compliance and drift.
 
+(What CeR covers from when is the dated table of ``cer_scope``.)
+
 API.md: header ``X-CeR-Timestamp`` (Unix seconds) and ``X-CeR-Signature: sha256=<hex>``, the hex
 HMAC-SHA256, keyed with the facility's CeR secret, of ``<timestamp>.<raw body bytes>``; a timestamp
 more than 300 s from now is refused (both ways: a stale one is a replay, a future one a clock that
@@ -15,6 +17,8 @@ import hmac
 import re
 import uuid
 from dataclasses import dataclass
+
+from services.integration.cer_scope import Coverage
 
 MAX_SKEW_SECONDS = 300
 SIGNATURE_PREFIX = "sha256="
@@ -50,16 +54,36 @@ def verify_signature(secret: str, timestamp: str | None, signature: str | None, 
 # ----------------------------------------------------------------------------- CeR compliance
 
 # DOMAIN.md 6 (art. 154a): schedules must reach CeR by 2026-05-31, or NFZ withholds payment from
-# 2026-06-01; from 2026-07-01 NFZ pays only for services booked through CeR.
+# 2026-06-01; from 2026-07-01 NFZ pays only for services booked through CeR. These are the basic
+# step's dates (CeR covers it from 2026-01-01).
 SCHEDULES_DUE = dt.date(2026, 5, 31)
 PAYMENT_WITHHELD_FROM = dt.date(2026, 6, 1)
 CER_BOOKINGS_ONLY_FROM = dt.date(2026, 7, 1)
-CER_SPECIALTIES = ("cardiology", "mammography", "hpv_cytology")
 
 OK = "ok"
 AT_RISK = "at_risk"
 BREACHED = "breached"
 NOT_APPLICABLE = "not_applicable"
+SEVERITY = {NOT_APPLICABLE: 0, OK: 1, AT_RISK: 2, BREACHED: 3}
+
+
+@dataclass(frozen=True)
+class PaymentDates:
+    schedules_due: dt.date  # the last day to have schedules in CeR
+    payment_withheld_from: dt.date  # NFZ withholds payment where they were not
+    cer_bookings_only_from: dt.date  # NFZ pays only for services booked through CeR
+
+
+def payment_dates(covered_from: dt.date) -> PaymentDates:
+    """The payment dates of a specialty CeR covers from ``covered_from``.
+
+    Art. 154a's sanctions exist from 2026-05-31 / 06-01 / 07-01: the basic step (covered from
+    2026-01-01) keeps exactly those. No source gives a later step its own grace period, so a step
+    covered later has none: its schedules are due the day before it is covered, and both payment
+    rules bite on its first day (2026-08-01 step: due 07-31, withheld and CeR-only from 08-01).
+    """
+    due = max(covered_from - dt.timedelta(days=1), SCHEDULES_DUE)
+    return PaymentDates(due, due + dt.timedelta(days=1), max(covered_from, CER_BOOKINGS_ONLY_FROM))
 
 
 @dataclass(frozen=True)
@@ -73,71 +97,98 @@ class PaymentRisk:
 @dataclass(frozen=True)
 class SpecialtyCompliance:
     specialty: str
-    schedules: int  # schedules of this specialty the facility made
+    covered_from: dt.date
+    draft: bool  # the table's entry comes from a draft, not law in force
+    source: str
+    contracted: bool  # the facility declared an NFZ contract in this specialty
+    schedules: int  # schedules of this specialty the facility sent (or is sending) to CeR
     published: bool  # CeR accepted at least one of them
     first_published_on: dt.date | None
     unsent_changes: int  # changes of this specialty not (yet) in CeR
     risks: tuple[PaymentRisk, ...]
 
+    @property
+    def status(self) -> str:
+        """The worst of the risks: what the facility must look at first."""
+        return max((r.status for r in self.risks), key=SEVERITY.__getitem__, default=NOT_APPLICABLE)
+
 
 def specialty_compliance(
-    specialty: str, schedules: int, first_published_on: dt.date | None, unsent_changes: int, today: dt.date
+    coverage: Coverage,
+    contracted: bool,
+    schedules: int,
+    first_published_on: dt.date | None,
+    unsent_changes: int,
+    today: dt.date,
 ) -> SpecialtyCompliance:
-    """Where the facility stands on each payment date, seen from ``today``."""
-    offered = schedules > 0
+    """Where the facility stands on each payment date of one specialty, seen from ``today``.
+
+    An NFZ contract is what makes the rules apply (DOMAIN.md 6): a contracted specialty with
+    nothing published is at risk before its date and breached after it, never not applicable; a
+    specialty without a contract is not applicable, whatever was published.
+    """
+    dates = payment_dates(coverage.covered_from)
     published = first_published_on is not None
-    on_time = published and first_published_on is not None and first_published_on <= SCHEDULES_DUE
+    on_time = first_published_on is not None and first_published_on <= dates.schedules_due
     return SpecialtyCompliance(
-        specialty=specialty,
+        specialty=str(coverage.specialty),
+        covered_from=coverage.covered_from,
+        draft=coverage.draft,
+        source=coverage.source,
+        contracted=contracted,
         schedules=schedules,
         published=published,
         first_published_on=first_published_on,
         unsent_changes=unsent_changes,
         risks=(
-            _deadline(offered, on_time, first_published_on, today),
-            _withholding(offered, on_time, first_published_on, today),
-            _cer_only(offered, published, unsent_changes, today),
+            _deadline(contracted, on_time, first_published_on, today, dates.schedules_due),
+            _withholding(contracted, on_time, first_published_on, today, dates),
+            _cer_only(contracted, published, unsent_changes, today, dates.cer_bookings_only_from),
         ),
     )
 
 
-def _deadline(offered: bool, on_time: bool, first: dt.date | None, today: dt.date) -> PaymentRisk:
+NO_CONTRACT = "no NFZ contract in this specialty declared"
+
+
+def _deadline(contracted: bool, on_time: bool, first: dt.date | None, today: dt.date, due: dt.date) -> PaymentRisk:
     rule = "schedules sent to CeR by this date"
-    if not offered:
-        return PaymentRisk(SCHEDULES_DUE, rule, NOT_APPLICABLE, "no schedule of this specialty")
+    if not contracted:
+        return PaymentRisk(due, rule, NOT_APPLICABLE, NO_CONTRACT)
     if on_time:
-        return PaymentRisk(SCHEDULES_DUE, rule, OK, f"first published on {first}")
-    if today <= SCHEDULES_DUE:
-        left = (SCHEDULES_DUE - today).days
-        return PaymentRisk(
-            SCHEDULES_DUE, rule, AT_RISK, f"not yet accepted by CeR; {left} day{'' if left == 1 else 's'} left"
-        )
+        return PaymentRisk(due, rule, OK, f"first published on {first}")
+    if today <= due:
+        left = (due - today).days
+        return PaymentRisk(due, rule, AT_RISK, f"not yet accepted by CeR; {left} day{'' if left == 1 else 's'} left")
     late = f"first published on {first}, after the deadline" if first else "never published"
-    return PaymentRisk(SCHEDULES_DUE, rule, BREACHED, late)
+    return PaymentRisk(due, rule, BREACHED, late)
 
 
-def _withholding(offered: bool, on_time: bool, first: dt.date | None, today: dt.date) -> PaymentRisk:
-    rule = "NFZ withholds payment where schedules were not sent by 2026-05-31"
-    if not offered:
-        return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, NOT_APPLICABLE, "no schedule of this specialty")
+def _withholding(
+    contracted: bool, on_time: bool, first: dt.date | None, today: dt.date, dates: PaymentDates
+) -> PaymentRisk:
+    rule = f"NFZ withholds payment where schedules were not sent by {dates.schedules_due}"
+    withheld_from = dates.payment_withheld_from
+    if not contracted:
+        return PaymentRisk(withheld_from, rule, NOT_APPLICABLE, NO_CONTRACT)
     if on_time:
-        return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, OK, "schedules were sent in time")
-    if today < PAYMENT_WITHHELD_FROM:
-        return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, AT_RISK, "payment will be withheld unless CeR accepts them")
-    since = f"withheld since {PAYMENT_WITHHELD_FROM}"
-    return PaymentRisk(PAYMENT_WITHHELD_FROM, rule, BREACHED, f"{since}; published on {first}" if first else since)
+        return PaymentRisk(withheld_from, rule, OK, "schedules were sent in time")
+    if today < withheld_from:
+        return PaymentRisk(withheld_from, rule, AT_RISK, "payment will be withheld unless CeR accepts them")
+    since = f"withheld since {withheld_from}"
+    return PaymentRisk(withheld_from, rule, BREACHED, f"{since}; published on {first}" if first else since)
 
 
-def _cer_only(offered: bool, published: bool, unsent: int, today: dt.date) -> PaymentRisk:
+def _cer_only(contracted: bool, published: bool, unsent: int, today: dt.date, from_: dt.date) -> PaymentRisk:
     rule = "NFZ pays only for services booked through CeR"
-    if not offered:
-        return PaymentRisk(CER_BOOKINGS_ONLY_FROM, rule, NOT_APPLICABLE, "no schedule of this specialty")
+    if not contracted:
+        return PaymentRisk(from_, rule, NOT_APPLICABLE, NO_CONTRACT)
     if published and unsent == 0:
-        return PaymentRisk(CER_BOOKINGS_ONLY_FROM, rule, OK, "every change is in CeR")
+        return PaymentRisk(from_, rule, OK, "every change is in CeR")
     why = f"{unsent} changes not in CeR" if published else "no schedule in CeR"
-    in_force = today >= CER_BOOKINGS_ONLY_FROM
+    in_force = today >= from_
     return PaymentRisk(
-        CER_BOOKINGS_ONLY_FROM,
+        from_,
         rule,
         BREACHED if in_force else AT_RISK,
         f"{why}: their visits are not paid" if in_force else f"{why}: their visits would not be paid",

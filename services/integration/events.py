@@ -67,3 +67,16 @@ class CerNotificationReceived(EventPayload):
     occurred_at: dt.datetime
     slot_id: uuid.UUID
     patient_pesel: str
+
+
+class CerCoverageChanged(EventPayload):
+    """An operator corrected (or added) an entry of the dated CeR table. The scheduling service
+    keeps a replica of the corrections, because it decides at a schedule's creation whether CeR
+    covers it; ``revision`` counts the entry's corrections, so an older one arriving late is dropped."""
+
+    event_type: ClassVar[str] = "integration.cer.coverage_changed"
+    specialty: str
+    covered_from: dt.date
+    source: str
+    draft: bool
+    revision: int

@@ -174,6 +174,61 @@ class CerDrift(Base):
     found_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class CerCoverageRule(Base):
+    """An operator's correction of the dated CeR table (``cer_scope.SEED`` is the rest of it).
+
+    A row with revision 0 only holds the lock of a specialty the operator has not corrected yet
+    (its values are the seed's); each correction raises the revision by one, which is what the
+    scheduling service's replica compares to drop an older correction arriving late.
+    """
+
+    __tablename__ = "cer_coverage_rules"
+    specialty: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    covered_from: Mapped[dt.date]
+    source: Mapped[str] = mapped_column(sa.String(400))
+    draft: Mapped[bool]
+    revision: Mapped[int] = mapped_column(default=0)
+    changed_by: Mapped[str | None] = mapped_column(sa.String(200))
+    changed_role: Mapped[str | None] = mapped_column(sa.String(40))
+    changed_at: Mapped[dt.datetime | None]
+
+
+class CerCoverageChange(Base):
+    """The table's history, append-only (never updated or deleted): who changed which entry when,
+    from what to what. It is part of the audit."""
+
+    __tablename__ = "cer_coverage_changes"
+    __table_args__ = (sa.UniqueConstraint("specialty", "revision", name="uq_cer_coverage_changes_specialty_revision"),)
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    specialty: Mapped[str] = mapped_column(sa.String(40))
+    revision: Mapped[int]
+    old_covered_from: Mapped[dt.date]
+    old_source: Mapped[str] = mapped_column(sa.String(400))
+    old_draft: Mapped[bool]
+    old_origin: Mapped[str] = mapped_column(sa.String(10))  # seed or operator
+    new_covered_from: Mapped[dt.date]
+    new_source: Mapped[str] = mapped_column(sa.String(400))
+    new_draft: Mapped[bool]
+    changed_by: Mapped[str] = mapped_column(sa.String(200))
+    changed_role: Mapped[str] = mapped_column(sa.String(40))
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    request_id: Mapped[str | None] = mapped_column(sa.String(100))
+
+
+class CerContract(Base):
+    """The NFZ contracts in CeR specialties a facility holds, as its administrator declared them:
+    one row per facility, replaced whole by each declaration (one upsert: two concurrent
+    declarations never end as a mix of both)."""
+
+    __tablename__ = "cer_contracts"
+    facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    specialties: Mapped[list[str]] = mapped_column(sa.JSON)
+    declared_by: Mapped[str] = mapped_column(sa.String(200))
+    declared_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Outbox(Base, OutboxMixin):
     __tablename__ = "outbox"
 

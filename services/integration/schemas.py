@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
+from typing import Annotated
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, SecretStr
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
 
+from services.integration.cer_scope import CerSpecialty
 from services.integration.domain import SpecialtyCompliance
 from shared.identifiers import Npwz, Pesel
 
@@ -116,6 +118,13 @@ class PaymentRiskOut(BaseModel):
 
 class SpecialtyComplianceOut(BaseModel):
     specialty: str
+    covered_from: dt.date = Field(description="the day CeR covers this specialty from (the dated CeR table)")
+    draft: bool = Field(description="the table's entry comes from a draft (of a regulation), not law in force")
+    source: str
+    contracted: bool = Field(description="the facility declared an NFZ contract in this specialty")
+    status: str = Field(
+        description="the worst payment risk: breached, at_risk, ok, or not_applicable (no contract declared)"
+    )
     schedules: int = Field(description="schedules of this specialty published or queued for CeR")
     published: bool = Field(description="CeR accepted at least one schedule of this specialty")
     first_published_on: dt.date | None
@@ -126,6 +135,11 @@ class SpecialtyComplianceOut(BaseModel):
     def from_domain(cls, found: SpecialtyCompliance) -> SpecialtyComplianceOut:
         return cls(
             specialty=found.specialty,
+            covered_from=found.covered_from,
+            draft=found.draft,
+            source=found.source,
+            contracted=found.contracted,
+            status=found.status,
             schedules=found.schedules,
             published=found.published,
             first_published_on=found.first_published_on,
@@ -138,4 +152,76 @@ class SpecialtyComplianceOut(BaseModel):
 
 class ComplianceOut(BaseModel):
     today: dt.date
-    specialties: list[SpecialtyComplianceOut]
+    specialties: list[SpecialtyComplianceOut] = Field(
+        description="every specialty of the dated CeR table, in its order; those without a contract are not_applicable"
+    )
+
+
+# ----------------------------------------------------------------------------- the dated CeR table
+
+
+class CoverageIn(_In):
+    specialty: CerSpecialty
+    covered_from: dt.date = Field(description="the first day CeR covers the specialty")
+    source: str = Field(
+        min_length=3,
+        max_length=400,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="the legal act or announcement it comes from (one line)",
+    )
+    draft: bool = Field(description="the source is a draft, not law in force")
+
+    @field_validator("covered_from")
+    @classmethod
+    def _plausible(cls, value: dt.date) -> dt.date:
+        # A typo in the year (0226, 2206) would silently switch CeR off or on for a whole specialty.
+        if not FIRST_PLAUSIBLE <= value <= LAST_PLAUSIBLE:
+            raise ValueError(f"must lie between {FIRST_PLAUSIBLE} and {LAST_PLAUSIBLE}")
+        return value
+
+
+FIRST_PLAUSIBLE = dt.date(2020, 1, 1)
+LAST_PLAUSIBLE = dt.date(2100, 12, 31)
+CoverageCorrections = Annotated[list[CoverageIn], Field(min_length=1, max_length=len(CerSpecialty))]
+
+
+class CoverageOut(BaseModel):
+    specialty: CerSpecialty
+    covered_from: dt.date
+    source: str
+    draft: bool
+    origin: str = Field(description="seed (as the suite ships it) or operator (corrected through the API)")
+    revision: int = Field(description="how many times an operator corrected it (0: the seed)")
+    changed_by: str | None
+    changed_at: dt.datetime | None
+
+
+class CoverageValues(BaseModel):
+    covered_from: dt.date
+    source: str
+    draft: bool
+
+
+class CoverageChangeOut(BaseModel):
+    specialty: CerSpecialty
+    revision: int
+    changed_at: dt.datetime
+    changed_by: str = Field(description="the operator's token subject")
+    changed_role: str
+    request_id: str | None
+    old_origin: str = Field(description="what was replaced: the seed's entry or an earlier correction")
+    old: CoverageValues
+    new: CoverageValues
+
+
+class ContractsIn(_In):
+    specialties: list[CerSpecialty] = Field(
+        max_length=len(CerSpecialty),
+        description="every CeR specialty the facility holds an NFZ contract in (replaces the earlier list)",
+    )
+
+
+class ContractsOut(BaseModel):
+    specialties: list[CerSpecialty]
+    declared_by: str | None
+    declared_at: dt.datetime | None

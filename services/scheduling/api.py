@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
+from services.integration.cer_scope import CerSpecialty
 from services.scheduling import schemas, service
 from services.scheduling.models import Location, Practitioner, WorkType
 from shared.app import ContextDep
@@ -103,12 +104,15 @@ async def list_work_types(ctx: ContextDep, who: CurrentPrincipal) -> list[WorkTy
 @router.post("/schedules", status_code=201, response_model=schemas.ScheduleOut, **allow(*STAFF))
 async def create_schedule(body: schemas.ScheduleIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ScheduleOut:
     async with ctx.uow() as uow:
-        schedule, count = await service.create_schedule(uow, who.require_facility(), body, _tz(ctx), ctx.today())
+        schedule, count, covered = await service.create_schedule(
+            uow, who.require_facility(), body, _tz(ctx), ctx.today()
+        )
     return schemas.ScheduleOut(
         id=schedule.id,
         slots_created=count,
         cer_published=schedule.cer_published,
-        cer_specialty=schemas.CerSpecialty(schedule.cer_specialty) if schedule.cer_specialty else None,
+        cer_covered=covered,
+        cer_specialty=CerSpecialty(schedule.cer_specialty) if schedule.cer_specialty else None,
     )
 
 

@@ -1,8 +1,9 @@
 """CeR notifications applied to the local schedule (DOMAIN.md 6): a booking made through IKP /
 mojeIKP, by another entity or from the waiting list takes the slot for the patient; an IKP
 cancellation frees it. Notifications may come twice (the inbox drops the second) or out of order
-(the newest applied per slot and patient wins, an older one is stale). A slot a desk booking took
-first is never given to a second patient: the conflict is recorded and reported.
+(the newest applied per slot and patient wins, an older one is stale; at the same instant a
+cancellation wins over its booking). A slot a desk booking took first is never given to a second
+patient: the conflict is recorded and reported.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.integration.events import CerNotificationReceived
-from services.scheduling import events, schemas, service
-from services.scheduling.models import BOOKED, Booking, CerSlotState, Slot
+from services.integration.events import CerCoverageChanged, CerNotificationReceived
+from services.scheduling import domain, events, schemas, service
+from services.scheduling.models import BOOKED, Booking, CerCoverage, CerSlotState, Slot
 from shared.app import ServiceContext
+from shared.db import upsert_insert
 from shared.events import Envelope
 from shared.outbox import UnitOfWork, already_processed
 from shared.problems import ProblemError
@@ -26,8 +28,9 @@ SOURCES = {
     "booking_created_other_entity": schemas.BookingSource.cer_other_entity,
     "booking_created_waiting_list": schemas.BookingSource.cer_waiting_list,
 }
-CANCELLED_IKP = "booking_cancelled_ikp"
+CANCELLED_IKP = domain.CER_CANCELLATION
 SUBSCRIPTION = "scheduling-cer"
+COVERAGE_SUBSCRIPTION = "scheduling-cer-coverage"
 
 
 async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envelope: Envelope) -> str:
@@ -39,7 +42,9 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
             return "duplicate"
         key = (facility, note.slot_id, note.patient_pesel)
         state = await uow.session.get(CerSlotState, key, with_for_update=True)
-        if state is not None and state.last_occurred_at >= note.occurred_at:
+        if state is not None and domain.cer_notification_stale(
+            state.last_event_type, state.last_occurred_at, note.cer_event_type, note.occurred_at
+        ):
             await uow.commit()
             return "stale"
         _remember(uow, state, key, note)
@@ -139,8 +144,37 @@ async def _conflict(
         await uow.commit()
 
 
+async def replicate_coverage(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envelope: Envelope) -> None:
+    """An operator's correction of the dated CeR table, kept here so that a schedule's creation
+    asks no other service. One upsert that only ever raises the revision: a correction that
+    arrives after a newer one (or twice) changes nothing."""
+    change = CerCoverageChanged.model_validate(envelope.payload)
+    async with new_uow() as uow:
+        if await already_processed(uow.session, inbox_model, COVERAGE_SUBSCRIPTION, envelope.id):
+            return
+        values = {
+            "covered_from": change.covered_from,
+            "source": change.source,
+            "draft": change.draft,
+            "revision": change.revision,
+        }
+        insert = upsert_insert(uow.session)(CerCoverage).values(specialty=change.specialty, **values)
+        await uow.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[CerCoverage.specialty],
+                set_=values,
+                where=CerCoverage.revision < insert.excluded.revision,
+            )
+        )
+        await uow.commit()
+
+
 def subscribe(ctx: ServiceContext) -> None:
     async def handle(envelope: Envelope) -> None:
         await apply(ctx.uow, ctx.inbox_model, envelope)
 
+    async def coverage(envelope: Envelope) -> None:
+        await replicate_coverage(ctx.uow, ctx.inbox_model, envelope)
+
     ctx.bus.subscribe(SUBSCRIPTION, [CerNotificationReceived.event_type], handle)
+    ctx.bus.subscribe(COVERAGE_SUBSCRIPTION, [CerCoverageChanged.event_type], coverage)

@@ -131,10 +131,11 @@ def absence_window(date_from: dt.date, date_to: dt.date, tz: ZoneInfo) -> Interv
 
 @dataclass(frozen=True)
 class CerPublication:
-    """Whether a schedule's slots are published to CeR, and as which CeR-covered specialty."""
+    """Whether a schedule's slots are published to CeR, and as which CeR specialty."""
 
     published: bool
     specialty: str | None
+    day: dt.date | None = None  # the schedule's (local) date: the visit day of its slots
 
 
 def cer_specialty_of(work_type_specialty: str | None, location_specialty: str | None) -> str | None:
@@ -142,6 +143,25 @@ def cer_specialty_of(work_type_specialty: str | None, location_specialty: str | 
     return work_type_specialty or location_specialty
 
 
-def published_to_cer(asked: bool, specialty: str | None) -> bool:
-    """A CeR-covered specialty must be published (DOMAIN.md 6); any other schedule only when asked."""
-    return asked or specialty is not None
+def published_to_cer(asked: bool, covered: bool) -> bool:
+    """A schedule CeR covers on its date must be published (DOMAIN.md 6; ``cer_scope.covered``
+    decides); any other only when asked."""
+    return asked or covered
+
+
+# CeR's IKP cancellation (the only notification that frees a slot).
+CER_CANCELLATION = "booking_cancelled_ikp"
+
+
+def cer_notification_stale(
+    last_type: str, last_occurred_at: dt.datetime, event_type: str, occurred_at: dt.datetime
+) -> bool:
+    """Whether a CeR notification about a slot and patient is older than the one applied last.
+
+    The newest wins (they arrive out of order). Two at the same instant: the cancellation wins over
+    the booking it cancels (DOMAIN.md 6: it cannot precede it), whichever of them arrives first;
+    anything else at the same instant changes nothing.
+    """
+    if occurred_at != last_occurred_at:
+        return occurred_at < last_occurred_at
+    return not (event_type == CER_CANCELLATION and last_type != CER_CANCELLATION)

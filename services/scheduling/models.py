@@ -145,6 +145,19 @@ class CerSlotState(Base):
     conflict: Mapped[str | None] = mapped_column(sa.String(300))  # why CeR's booking could not be applied
 
 
+class CerCoverage(Base):
+    """The operators' corrections of the dated CeR table, replicated from the integration service
+    (which owns them) by its events; the seed itself is code (``cer_scope.SEED``). ``revision``
+    only grows: a correction arriving after a newer one changes nothing."""
+
+    __tablename__ = "cer_coverage"
+    specialty: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    covered_from: Mapped[dt.date]
+    source: Mapped[str] = mapped_column(sa.String(400))
+    draft: Mapped[bool]
+    revision: Mapped[int]
+
+
 class Outbox(Base, OutboxMixin):
     pass
 

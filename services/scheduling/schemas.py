@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.integration.cer_scope import CerSpecialty
 from shared.identifiers import Npwz, Pesel
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -36,12 +37,6 @@ class SlotStatus(enum.StrEnum):
     free = "free"
     booked = "booked"
     unavailable = "unavailable"
-
-
-class CerSpecialty(enum.StrEnum):
-    cardiology = "cardiology"
-    mammography = "mammography"
-    hpv_cytology = "hpv_cytology"
 
 
 class _In(BaseModel):
@@ -133,7 +128,13 @@ class ScheduleOut(BaseModel):
     id: uuid.UUID
     slots_created: int
     cer_published: bool = False
-    cer_specialty: CerSpecialty | None = None
+    cer_specialty: CerSpecialty | None = Field(
+        default=None, description="the CeR specialty of the work type (or else the location)"
+    )
+    cer_covered: bool = Field(
+        default=False,
+        description="CeR covers this specialty on the schedule's date (the dated CeR table): it had to be published",
+    )
 
 
 class SlotOut(BaseModel):
@@ -161,6 +162,11 @@ class BookingOut(_Out):
     start: dt.datetime | None = None
     practitioner_id: uuid.UUID | None = None
     location_id: uuid.UUID | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="said once, in the answer that books: e.g. a screening (mammography: women 45-74, "
+        "cytology/HPV: women 25-64) for a patient outside its ages; booked all the same",
+    )
 
 
 class EarliestBookingIn(_In):

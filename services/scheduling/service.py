@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.integration import cer_scope
 from services.scheduling import domain, events, schemas
 from services.scheduling.models import (
     BOOKED,
@@ -19,6 +20,7 @@ from services.scheduling.models import (
     NEEDS_RESCHEDULING,
     Absence,
     Booking,
+    CerCoverage,
     Location,
     Practitioner,
     Schedule,
@@ -112,7 +114,8 @@ async def set_duty_practitioner(
 
 async def create_schedule(
     uow: UnitOfWork, facility_id: str, data: schemas.ScheduleIn, tz: ZoneInfo, today: dt.date
-) -> tuple[Schedule, int]:
+) -> tuple[Schedule, int, bool]:
+    """The schedule, its number of slots and whether CeR covers it on its date."""
     session = uow.session
     try:
         domain.check_not_past(data.date, today)
@@ -133,10 +136,13 @@ async def create_schedule(
     except domain.ScheduleError as exc:
         raise Unprocessable.field(f"body.{exc.field}", exc.message) from exc
     specialty = domain.cer_specialty_of(work_type.cer_specialty, location.cer_specialty)
+    # The law as it stands on the schedule's own day: a July endocrinology schedule is not CeR's,
+    # an August one is (the dated table, seed plus the operators' corrections replicated here).
+    covered = cer_scope.covered(specialty, data.date, await cer_table(session)) is not None
     schedule = Schedule(
         facility_id=facility_id,
         **data.model_dump(exclude={"cer_published"}),
-        cer_published=domain.published_to_cer(data.cer_published, specialty),
+        cer_published=domain.published_to_cer(data.cer_published, covered),
         cer_specialty=specialty,
     )
     session.add(schedule)
@@ -179,7 +185,7 @@ async def create_schedule(
                 errors=[FieldError(field="body.start_time", message="overlaps an existing schedule")],
             ) from exc
         raise
-    return schedule, len(slots)
+    return schedule, len(slots), covered
 
 
 def slot_status(slot: Slot, booked: bool) -> schemas.SlotStatus:
@@ -257,14 +263,24 @@ async def search_slots(
 # ----------------------------------------------------------------------------- bookings
 
 
+async def cer_table(session: AsyncSession) -> dict[cer_scope.CerSpecialty, cer_scope.Coverage]:
+    """The dated CeR table: the seed with the operators' corrections (replicated from integration)."""
+    rows = await session.scalars(sa.select(CerCoverage))
+    return cer_scope.effective(
+        cer_scope.Coverage(cer_scope.CerSpecialty(r.specialty), r.covered_from, r.source, r.draft) for r in rows
+    )
+
+
 async def cer_publication(session: AsyncSession, slot: Slot) -> domain.CerPublication:
     """Whether (and as which specialty) the slot's schedule is published to CeR."""
     row = (
         await session.execute(
-            sa.select(Schedule.cer_published, Schedule.cer_specialty).where(Schedule.id == slot.schedule_id)
+            sa.select(Schedule.cer_published, Schedule.cer_specialty, Schedule.date).where(
+                Schedule.id == slot.schedule_id
+            )
         )
     ).one()
-    return domain.CerPublication(bool(row[0]), row[1])
+    return domain.CerPublication(bool(row[0]), row[1], row[2])
 
 
 async def _slot_for_booking(
@@ -273,7 +289,7 @@ async def _slot_for_booking(
     """The slot and whether (and as which specialty) its schedule is published to CeR, in one round trip."""
     row = (
         await session.execute(
-            sa.select(Slot, Schedule.cer_published, Schedule.cer_specialty)
+            sa.select(Slot, Schedule.cer_published, Schedule.cer_specialty, Schedule.date)
             .join(Schedule, Schedule.id == Slot.schedule_id)
             .where(Slot.id == slot_id, Slot.facility_id == facility_id)
         )
@@ -282,7 +298,7 @@ async def _slot_for_booking(
         raise Unprocessable.field(
             "body.slot_id", "no slot with this id in your facility", detail=f"slot {slot_id} not found"
         )
-    return row[0], domain.CerPublication(bool(row[1]), row[2])
+    return row[0], domain.CerPublication(bool(row[1]), row[2], row[3])
 
 
 def booking_view(booking: Booking, slot: Slot) -> schemas.BookingOut:
@@ -388,7 +404,10 @@ async def _commit_booking(
         facility_id=facility_id,
     )
     await uow.commit()
-    return booking_view(booking, slot)
+    view = booking_view(booking, slot)
+    # A screening outside its programme's ages is booked all the same (the facility decides), but said.
+    warning = cer_scope.screening_warning(cer.specialty, booking.patient_pesel, cer.day) if cer.day else None
+    return view.model_copy(update={"warnings": [warning]}) if warning else view
 
 
 EARLIEST_ATTEMPTS = 5

@@ -760,6 +760,7 @@ def tenant_probes(alfa: Alfa) -> list[Probe]:
         Probe("GET", INTEG + "/ikp/status", (200,), compare="fresh"),
         Probe("GET", INTEG + "/ikp/poller/candidates", (200,), compare=None, owner=200),
         Probe("GET", INTEG + "/cer/compliance", (200,), compare="fresh"),
+        Probe("GET", INTEG + "/cer/contracts", (200,), compare="fresh"),
         # pharmacy
         Probe("GET", PH + "/products/{product}", (404,), owner=200),
         Probe("PUT", PH + "/products/{product}", (404,), product),
@@ -812,6 +813,7 @@ def patient_probes() -> list[Probe]:
 NOT_TENANT_SCOPED = {
     f"PUT {RB}/rule-sets/{{valid_from}}/monthly-limits": "global rule data; only the operator, bound to no tenant",
     f"GET {RB}/rule-sets": "the global, dated rule table: the same for everyone",
+    f"GET {INTEG}/cer/specialties": "the global, dated CeR table: the same for every facility",
 }
 
 

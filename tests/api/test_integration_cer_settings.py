@@ -189,6 +189,23 @@ async def test_cer_bookings_and_cancellations_reach_the_slot_once_and_in_the_rig
     assert await _status(clinic, other) == "free"
 
 
+async def test_a_booking_and_its_cancellation_at_the_same_instant_leave_the_slot_free_in_either_order(
+    clinic: Clinic,
+) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    slot = await _slot(clinic)
+    at = "2026-11-24T10:00:00+01:00"
+    await _notify(clinic, slot, "t1", "booking_created_ikp", at)
+    assert await _status(clinic, slot) == "booked"
+    await _notify(clinic, slot, "t2", "booking_cancelled_ikp", at)
+    assert await _status(clinic, slot) == "free"  # the cancellation wins its tie
+
+    other = await _slot_b(clinic)
+    await _notify(clinic, other, "t3", "booking_cancelled_ikp", at)
+    await _notify(clinic, other, "t4", "booking_created_ikp", at)
+    assert await _status(clinic, other) == "free"  # the booking it cancelled cannot come after it
+
+
 async def _slot_b(clinic: Clinic) -> str:
     await clinic.schedule(flow.DUTY, "A", "visit", 2, "08:00", "08:15")
     slots = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()

@@ -536,12 +536,24 @@ async def test_the_compliance_report_follows_the_cardiology_schedule_into_cer_an
 ) -> None:
     today = dt.datetime.now(WARSAW).date()
     before = await _compliance(clinic, clinic.desk)
-    assert sorted(before) == ["cardiology", "hpv_cytology", "mammography"]
-    for found in before.values():
+    assert list(before)[:3] == ["cardiology", "mammography", "hpv_cytology"]  # then the later steps
+    assert len(before) == 12
+    for found in before.values():  # no NFZ contract declared: nothing applies
         assert (found["schedules"], found["published"], found["first_published_on"]) == (0, False, None)
+        assert (found["contracted"], found["status"]) == (False, "not_applicable")
         assert set(_risks(found).values()) == {"not_applicable"}
     practitioner = await clinic.token(sub="dr", role="practitioner", facility_id=FACILITY, npwz=flow.DOCTOR)
     assert (await clinic.client.get("/api/v1/integration/cer/compliance", headers=practitioner)).status_code == 403
+
+    # A cardiology contract with nothing published: never "not applicable" (at risk, then breached).
+    declared = await clinic.client.put(
+        "/api/v1/integration/cer/contracts", json={"specialties": ["cardiology"]}, headers=clinic.admin
+    )
+    assert declared.status_code == 200, declared.text
+    unpublished = (await _compliance(clinic, clinic.desk))["cardiology"]
+    assert unpublished["contracted"] is True
+    assert "not_applicable" not in _risks(unpublished).values()
+    assert _risks(unpublished)["2026-05-31"] == ("breached" if today > SCHEDULES_DUE else "at_risk")
 
     await _cer_connected(clinic)
     _, slots = await _schedule(clinic, flow.DUTY, await _work(clinic, "cardiology"))

@@ -234,8 +234,9 @@ async def test_a_schedule_is_cut_into_slots_and_an_uneven_end_is_dropped(clinic:
     doctor, place, work = await clinic.practitioner(), await clinic.location(), await clinic.work_type()
     answer = await clinic.schedule(doctor, place, work, start="08:00", end="09:10", visit=20)
     assert answer.status_code == 201, answer.text
-    assert set(answer.json()) == {"id", "slots_created", "cer_published", "cer_specialty"}
+    assert set(answer.json()) == {"id", "slots_created", "cer_published", "cer_specialty", "cer_covered"}
     assert answer.json()["cer_published"] is False  # an ordinary work type is not CeR-covered
+    assert answer.json()["cer_covered"] is False
     assert answer.json()["slots_created"] == 3
 
     slots = await clinic.slots()

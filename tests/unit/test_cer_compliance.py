@@ -1,5 +1,6 @@
 """CeR compliance (art. 154a: schedules by 2026-05-31, payment withheld from 06-01, CeR bookings only
-from 07-01) and the drift between CeR's bookings and the facility's, as pure functions."""
+from 07-01 for the basic step; a later step's dates follow its own covered_from), the NFZ contract
+that makes them apply, and the drift between CeR's bookings and the facility's, as pure functions."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.integration.cer_scope import SEED, CerSpecialty, Coverage, effective
 from services.integration.domain import (
     AT_RISK,
     BREACHED,
     CER_BOOKINGS_ONLY_FROM,
+    NO_CONTRACT,
     NOT_APPLICABLE,
     OK,
     PAYMENT_WITHHELD_FROM,
@@ -22,6 +25,7 @@ from services.integration.domain import (
     PaymentRisk,
     SpecialtyCompliance,
     drift,
+    payment_dates,
     specialty_compliance,
 )
 
@@ -38,25 +42,41 @@ OTHER_PESEL = "02070803628"
 days = st.dates(min_value=dt.date(2025, 1, 1), max_value=dt.date(2027, 12, 31))
 published_days = st.none() | days
 SEVERITY = {OK: 0, AT_RISK: 1, BREACHED: 2}
+TABLE = effective()
+CARDIOLOGY = TABLE[CerSpecialty.cardiology]
+ENDOCRINOLOGY = TABLE[CerSpecialty.endocrinology]
 
 
 def statuses(
-    *, schedules: int = 2, first: dt.date | None = None, unsent: int = 0, today: dt.date = MAY_1
+    *,
+    schedules: int = 2,
+    first: dt.date | None = None,
+    unsent: int = 0,
+    today: dt.date = MAY_1,
+    contracted: bool = True,
+    coverage: Coverage = CARDIOLOGY,
 ) -> tuple[str, ...]:
-    return tuple(r.status for r in specialty_compliance("cardiology", schedules, first, unsent, today).risks)
+    found = specialty_compliance(coverage, contracted, schedules, first, unsent, today)
+    return tuple(r.status for r in found.risks)
 
 
 def risks(
-    *, schedules: int = 2, first: dt.date | None = None, unsent: int = 0, today: dt.date = MAY_1
+    *,
+    schedules: int = 2,
+    first: dt.date | None = None,
+    unsent: int = 0,
+    today: dt.date = MAY_1,
+    contracted: bool = True,
+    coverage: Coverage = CARDIOLOGY,
 ) -> list[PaymentRisk]:
-    return list(specialty_compliance("cardiology", schedules, first, unsent, today).risks)
+    return list(specialty_compliance(coverage, contracted, schedules, first, unsent, today).risks)
 
 
 # ----------------------------------------------------------------------------- the report's shape
 
 
 def test_the_report_echoes_its_inputs_and_names_the_three_dates_in_order() -> None:
-    report = specialty_compliance("mammography", 3, MAY_1, 4, JUNE_1)
+    report = specialty_compliance(TABLE[CerSpecialty.mammography], True, 3, MAY_1, 4, JUNE_1)
     assert isinstance(report, SpecialtyCompliance)
     assert (report.specialty, report.schedules, report.published, report.first_published_on, report.unsent_changes) == (
         "mammography",
@@ -65,25 +85,36 @@ def test_the_report_echoes_its_inputs_and_names_the_three_dates_in_order() -> No
         MAY_1,
         4,
     )
+    assert (report.covered_from, report.draft, report.contracted) == (dt.date(2026, 1, 1), False, True)
     assert [r.date for r in report.risks] == [SCHEDULES_DUE, PAYMENT_WITHHELD_FROM, CER_BOOKINGS_ONLY_FROM]
     assert [r.date for r in report.risks] == [MAY_31, JUNE_1, JULY_1]
     assert all(r.rule and r.detail for r in report.risks)
 
 
 def test_never_published_is_reported_as_not_published() -> None:
-    report = specialty_compliance("hpv_cytology", 1, None, 0, MAY_1)
+    report = specialty_compliance(TABLE[CerSpecialty.hpv_cytology], True, 1, None, 0, MAY_1)
     assert (report.published, report.first_published_on) == (False, None)
 
 
-# ----------------------------------------------------------------------------- not offered
+# ----------------------------------------------------------------------------- the NFZ contract
 
 
 @pytest.mark.parametrize("today", [MAY_1, MAY_31, JUNE_1, JULY_1, dt.date(2027, 1, 1)])
-@pytest.mark.parametrize(("first", "unsent"), [(None, 0), (JUNE_30, 5), (MAY_1, 0)])
-def test_a_specialty_without_schedules_has_nothing_at_stake(today: dt.date, first: dt.date | None, unsent: int) -> None:
-    found = risks(schedules=0, first=first, unsent=unsent, today=today)
-    assert [r.status for r in found] == [NOT_APPLICABLE] * 3
-    assert all(r.detail == "no schedule of this specialty" for r in found)
+@pytest.mark.parametrize(("schedules", "first", "unsent"), [(0, None, 0), (1, JUNE_30, 5), (3, MAY_1, 0)])
+def test_a_specialty_without_a_contract_has_nothing_at_stake(
+    today: dt.date, schedules: int, first: dt.date | None, unsent: int
+) -> None:
+    found = specialty_compliance(CARDIOLOGY, False, schedules, first, unsent, today)
+    assert [r.status for r in found.risks] == [NOT_APPLICABLE] * 3
+    assert all(r.detail == NO_CONTRACT for r in found.risks)
+    assert found.status == NOT_APPLICABLE
+
+
+@pytest.mark.parametrize("today", [MAY_1, MAY_31, JUNE_1, JULY_1, dt.date(2027, 1, 1)])
+def test_a_contracted_specialty_with_nothing_published_is_never_not_applicable(today: dt.date) -> None:
+    found = specialty_compliance(CARDIOLOGY, True, 0, None, 0, today)
+    assert NOT_APPLICABLE not in [r.status for r in found.risks]
+    assert found.status == (AT_RISK if today <= MAY_31 else BREACHED)
 
 
 # ----------------------------------------------------------------------------- published in time
@@ -179,9 +210,27 @@ def test_published_in_time_with_nothing_unsent_is_ok_whatever_today_is(
     assert statuses(schedules=schedules, first=first, unsent=0, today=today) == (OK, OK, OK)
 
 
-@given(first=published_days, unsent=st.integers(min_value=0, max_value=50), today=days)
-def test_nothing_applies_without_a_schedule(first: dt.date | None, unsent: int, today: dt.date) -> None:
-    assert statuses(schedules=0, first=first, unsent=unsent, today=today) == (NOT_APPLICABLE,) * 3
+@given(
+    first=published_days,
+    unsent=st.integers(min_value=0, max_value=50),
+    today=days,
+    schedules=st.integers(min_value=0, max_value=5),
+    coverage=st.sampled_from(SEED),
+)
+def test_nothing_applies_without_a_contract(
+    first: dt.date | None, unsent: int, today: dt.date, schedules: int, coverage: Coverage
+) -> None:
+    assert (
+        statuses(schedules=schedules, first=first, unsent=unsent, today=today, contracted=False, coverage=coverage)
+        == (NOT_APPLICABLE,) * 3
+    )
+
+
+@given(first=published_days, unsent=st.integers(min_value=0, max_value=50), today=days, coverage=st.sampled_from(SEED))
+def test_with_a_contract_nothing_is_ever_not_applicable(
+    first: dt.date | None, unsent: int, today: dt.date, coverage: Coverage
+) -> None:
+    assert NOT_APPLICABLE not in statuses(first=first, unsent=unsent, today=today, coverage=coverage)
 
 
 @given(
@@ -189,17 +238,19 @@ def test_nothing_applies_without_a_schedule(first: dt.date | None, unsent: int, 
     first=published_days,
     unsent=st.integers(min_value=0, max_value=50),
     today=days,
+    coverage=st.sampled_from(SEED),
 )
 def test_a_rule_is_never_breached_before_its_date_nor_at_risk_after_it(
-    schedules: int, first: dt.date | None, unsent: int, today: dt.date
+    schedules: int, first: dt.date | None, unsent: int, today: dt.date, coverage: Coverage
 ) -> None:
-    for risk in risks(schedules=schedules, first=first, unsent=unsent, today=today):
+    found = risks(schedules=schedules, first=first, unsent=unsent, today=today, coverage=coverage)
+    for index, risk in enumerate(found):
         assert risk.status in (OK, AT_RISK, BREACHED)
         if risk.status == BREACHED:
             assert today >= risk.date, risk
         if risk.status == AT_RISK:
             # The deadline's own day is still in time; the payment rules bite on their day.
-            assert today <= risk.date if risk.date == SCHEDULES_DUE else today < risk.date, risk
+            assert today <= risk.date if index == 0 else today < risk.date, risk
 
 
 @given(
@@ -221,6 +272,71 @@ def test_time_passing_never_makes_a_rule_less_severe(
 @given(first=published_days, unsent=st.integers(min_value=0, max_value=50))
 def test_after_july_1_nothing_is_merely_at_risk(first: dt.date | None, unsent: int) -> None:
     assert AT_RISK not in statuses(first=first, unsent=unsent, today=JULY_1)
+
+
+# ----------------------------------------------------------------------------- a later step's own dates
+
+JULY_31 = dt.date(2026, 7, 31)
+AUGUST_1 = dt.date(2026, 8, 1)
+
+
+def test_the_basic_step_keeps_the_dates_of_art_154a() -> None:
+    dates = payment_dates(CARDIOLOGY.covered_from)
+    assert (dates.schedules_due, dates.payment_withheld_from, dates.cer_bookings_only_from) == (MAY_31, JUNE_1, JULY_1)
+
+
+def test_the_august_step_is_due_on_july_31_and_both_payment_rules_bite_on_august_1() -> None:
+    dates = payment_dates(ENDOCRINOLOGY.covered_from)
+    assert (dates.schedules_due, dates.payment_withheld_from, dates.cer_bookings_only_from) == (
+        JULY_31,
+        AUGUST_1,
+        AUGUST_1,
+    )
+    assert [r.date for r in risks(coverage=ENDOCRINOLOGY)] == [JULY_31, AUGUST_1, AUGUST_1]
+
+
+def test_a_contracted_endocrinology_with_nothing_published_is_at_risk_on_july_31_and_breached_on_august_1() -> None:
+    on_july_31 = specialty_compliance(ENDOCRINOLOGY, True, 0, None, 0, JULY_31)
+    assert [r.status for r in on_july_31.risks] == [AT_RISK, AT_RISK, AT_RISK]
+    assert on_july_31.risks[0].detail == "not yet accepted by CeR; 0 days left"
+    assert (on_july_31.draft, on_july_31.covered_from, on_july_31.status) == (True, AUGUST_1, AT_RISK)
+    on_august_1 = specialty_compliance(ENDOCRINOLOGY, True, 0, None, 0, AUGUST_1)
+    assert [r.status for r in on_august_1.risks] == [BREACHED, BREACHED, BREACHED]
+    assert on_august_1.risks[1].detail == "withheld since 2026-08-01"
+    assert on_august_1.status == BREACHED
+
+
+def test_endocrinology_published_on_july_31_is_in_time_and_on_august_1_is_late() -> None:
+    assert statuses(first=JULY_31, today=AUGUST_1, coverage=ENDOCRINOLOGY) == (OK, OK, OK)
+    assert statuses(first=AUGUST_1, today=AUGUST_1, coverage=ENDOCRINOLOGY) == (BREACHED, BREACHED, OK)
+
+
+def test_an_operator_correction_of_the_date_moves_the_payment_dates_with_it() -> None:
+    later = Coverage(CerSpecialty.endocrinology, dt.date(2026, 10, 1), "rozporządzenie MZ", draft=False)
+    assert [r.date for r in risks(coverage=later)] == [dt.date(2026, 9, 30), dt.date(2026, 10, 1), dt.date(2026, 10, 1)]
+    assert statuses(today=AUGUST_1, coverage=later) == (AT_RISK, AT_RISK, AT_RISK)
+
+
+@given(covered_from=st.dates(min_value=dt.date(2025, 1, 1), max_value=dt.date(2031, 12, 31)))
+def test_payment_dates_are_in_order_and_never_before_art_154a(covered_from: dt.date) -> None:
+    dates = payment_dates(covered_from)
+    assert dates.schedules_due < dates.payment_withheld_from <= dates.cer_bookings_only_from
+    assert dates.payment_withheld_from == dates.schedules_due + DAY
+    assert dates.schedules_due >= SCHEDULES_DUE and dates.cer_bookings_only_from >= CER_BOOKINGS_ONLY_FROM
+    assert dates.schedules_due >= covered_from - DAY and dates.cer_bookings_only_from >= covered_from
+
+
+@given(
+    first=published_days,
+    unsent=st.integers(min_value=0, max_value=50),
+    today=days,
+    coverage=st.sampled_from(SEED),
+)
+def test_the_status_is_the_worst_of_the_risks(
+    first: dt.date | None, unsent: int, today: dt.date, coverage: Coverage
+) -> None:
+    found = specialty_compliance(coverage, True, 1, first, unsent, today)
+    assert SEVERITY[found.status] == max(SEVERITY[r.status] for r in found.risks)
 
 
 # ----------------------------------------------------------------------------- drift
