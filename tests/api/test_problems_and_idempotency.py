@@ -379,7 +379,8 @@ async def test_a_bad_token_is_401(clinic: Clinic, value: str) -> None:
 
 
 async def test_an_expired_token_is_401(clinic: Clinic, settings: Settings) -> None:
-    stale = settings.model_copy(update={"jwt_ttl_seconds": -5})
+    # Expired longer ago than the clock-skew leeway every verifier grants.
+    stale = settings.model_copy(update={"jwt_ttl_seconds": -(settings.jwt_leeway_seconds + 5)})
     token = issue_token(Claims(sub="desk", role=Role.registrar, facility_id="clinic-a"), stale)
     answer = await clinic.client.get(f"{API}/slots", headers={"Authorization": f"Bearer {token}"})
     body = assert_problem(answer, 401)
