@@ -23,7 +23,7 @@ from shared.outbox import IdempotencyMixin, InboxMixin, OutboxMixin
 # Request statuses
 BOOKED = "booked"  # a prescription slot is booked with the own or the duty doctor
 UNASSIGNED = "unassigned"  # accepted, but no slot could be booked: the facility was notified
-REFUSED = "refused"  # an IKP request whose every item was outside the drug scope
+REFUSED = "refused"  # a polled IKP request that could not be taken (its location is gone): the facility was notified
 ISSUED = "issued"  # at least one e-prescription package was issued for it
 REQUEST_STATUSES = (BOOKED, UNASSIGNED, REFUSED, ISSUED)
 
@@ -108,7 +108,7 @@ class RequestItem(Base):
     drug: Mapped[str] = mapped_column(sa.String(200))
     packages: Mapped[int]
     comment: Mapped[str | None] = mapped_column(sa.String(1000))
-    # An IKP item outside the drug scope is kept with the reason, so the facility sees what was refused.
+    # A refused item is kept with the reason, so the facility sees what was refused.
     refused_reason: Mapped[str | None] = mapped_column(sa.String(400))
 
 

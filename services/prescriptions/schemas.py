@@ -109,7 +109,10 @@ class RouteKindOut(enum.StrEnum):
 
 class RequestOut(BaseModel):
     id: uuid.UUID
-    status: str = Field(description="booked, unassigned (no slot: the facility was notified), refused, issued")
+    status: str = Field(
+        description="booked, unassigned (no slot: the facility was notified), refused (a polled IKP request that "
+        "could not be taken, e.g. its location is gone: the facility was notified), issued"
+    )
     source: RequestSource
     patient_pesel: str
     practitioner_npwz: str
@@ -122,7 +125,9 @@ class RequestOut(BaseModel):
     booking_id: uuid.UUID | None
     items: list[ItemOut]
     comment: str | None
-    problems: list[int] = Field(description="the problem notifications raised (DOMAIN.md 2), by number")
+    problems: list[int] = Field(
+        description="the problem notifications raised (DOMAIN.md 2), by number; 6: the request or items were refused"
+    )
     created_at: dt.datetime
 
 

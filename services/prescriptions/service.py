@@ -218,9 +218,16 @@ def _emit_problems(
                 problem_email=email,
                 npwz=notice.npwz,
                 request_id=request_id,
+                details=list(notice.details),
             ),
             facility_id=facility_id,
         )
+
+
+# Why a polled IKP request is refused when its location is gone (stored on each item, and told to
+# the facility in Polish). The portal and the API answer 422 instead: their caller named the location.
+LOCATION_GONE = "the location the request was addressed to does not exist in this facility"
+LOCATION_GONE_PL = "Lokalizacja, do której wystawiono zamówienie, nie istnieje w placówce."
 
 
 class Requests:
@@ -239,9 +246,10 @@ class Requests:
         *,
         item_ids: Sequence[str] = (),
     ) -> PrescriptionRequest | None:
-        """Route and store one request. Portal refusals raise 422; IKP requests are always stored.
+        """Route and store one request. Portal refusals raise 422; polled IKP requests are always stored.
 
-        The scheduling service is asked with no transaction open here. ``item_ids``: the IKP items
+        Every refusal (of the request or of some items) notifies the facility (DOMAIN.md 2). The
+        scheduling service is asked with no transaction open here. ``item_ids``: the IKP items
         sealed into this request; None is returned (nothing stored, the booking released) when
         another replica sealed them first.
         """
@@ -252,26 +260,38 @@ class Requests:
         scope = domain.DrugScope(context.settings.drug_scope) if context.settings else domain.DrugScope.ANY
         check = domain.check_drug_scope(draft.items, draft.source, scope, context.account)
         portal = draft.source is domain.RequestSource.PORTAL
-        if portal and check.refused:
+        if check.refused:  # only the portal's own drug scope refuses items
+            notice = domain.refusal_notice(draft.npwz, [r.reason_pl for r in check.refused])
+            await _notify(new_uow, draft.facility_id, notice, email)
             raise _scope_refusal(check.refused, draft.items)
         if portal and not active:
             notice = domain.ProblemNotice(domain.Problem.NO_ACTIVE_SERVICE, draft.npwz)
-            async with new_uow() as uow:
-                _emit_problems(uow, draft.facility_id, [notice], email, None)
-                await uow.commit()
+            await _notify(new_uow, draft.facility_id, notice, email)
             raise Unprocessable(f"{notice.text.problem_en} {notice.text.fix_en}", code="ordering-not-active")
         request_id = uuid.uuid4()
-        routed = await self._route(draft, request_id, context, active, now, bool(check.accepted))
+        refused: dict[int, str] = {}
+        notices: tuple[domain.ProblemNotice, ...] = ()
+        try:
+            routed = await self._route(draft, request_id, context, active, now)
+        except UnknownLocation:
+            if not item_ids:
+                raise Unprocessable.field("body.location_id", "no such location in this facility") from None
+            # Polled from P1: nobody can correct the location in an answer, so the request is stored
+            # refused and the facility told, instead of the items waiting for ever.
+            routed = None
+            refused = dict.fromkeys(range(len(draft.items)), LOCATION_GONE)
+            notices = (domain.refusal_notice(draft.npwz, [LOCATION_GONE_PL]),)
+        if routed is not None:
+            notices = routed.outcome.problems
         async with new_uow() as uow:
-            row = self._row(draft, request_id, check, routed)
+            row = self._row(draft, request_id, refused, routed, notices)
             uow.session.add(row)
             if item_ids and not await _claim_items(uow.session, item_ids, request_id):
                 await uow.rollback()
                 if routed is not None and routed.booking is not None:
                     await self.router.scheduling.cancel_booking(draft.facility_id, routed.booking.id)
                 return None
-            if routed is not None:
-                _emit_problems(uow, draft.facility_id, routed.outcome.problems, email, request_id)
+            _emit_problems(uow, draft.facility_id, notices, email, request_id)
             uow.emit(
                 events.RequestAccepted(
                     request_id=request_id,
@@ -294,10 +314,7 @@ class Requests:
         context: _Context,
         active: bool,
         now: dt.datetime,
-        any_item: bool,
-    ) -> Routed | None:
-        if not any_item:
-            return None
+    ) -> Routed:
         ikp_enabled = context.settings.ikp_enabled if context.settings else False
         request = RouteRequest(
             request_id,
@@ -311,8 +328,6 @@ class Requests:
         )
         try:
             return await self.router.route(request, now)
-        except UnknownLocation:
-            raise Unprocessable.field("body.location_id", "no such location in this facility") from None
         except SchedulingUnavailable as exc:
             raise ProblemError(
                 "the scheduling service is unavailable; nothing was stored - please try again",
@@ -324,16 +339,20 @@ class Requests:
 
     @staticmethod
     def _row(
-        draft: RequestDraft, request_id: uuid.UUID, check: domain.ScopeCheck, routed: Routed | None
+        draft: RequestDraft,
+        request_id: uuid.UUID,
+        refused: dict[int, str],
+        routed: Routed | None,
+        notices: Sequence[domain.ProblemNotice],
     ) -> PrescriptionRequest:
-        refused = {id(r.item): r.reason for r in check.refused}
+        """``refused``: the reason per item position; ``routed`` None: the whole request was refused."""
         items = [
             RequestItem(
                 position=i,
                 drug=item.drug,
                 packages=item.packages,
                 comment=item.comment,
-                refused_reason=refused.get(id(item)),
+                refused_reason=refused.get(i),
             )
             for i, item in enumerate(draft.items)
         ]
@@ -348,10 +367,10 @@ class Requests:
             items=items,
             created_at=utcnow(),
         )
+        row.problems = ",".join(str(int(n.problem)) for n in notices) or None
         if routed is None:
             row.status = REFUSED
             return row
-        row.problems = ",".join(str(int(p.problem)) for p in routed.outcome.problems) or None
         choice, booking = routed.outcome.choice, routed.booking
         if choice is None or booking is None:
             row.status = UNASSIGNED
@@ -364,6 +383,16 @@ class Requests:
         row.booking_id = booking.id
         row.slot_start = routed.slot_start
         return row
+
+
+async def _notify(
+    new_uow: Callable[[], UnitOfWork], facility_id: str, notice: domain.ProblemNotice, email: str | None
+) -> None:
+    """The notice of a request refused before anything is stored: its own transaction, committed
+    before the caller answers 422 (the refusal is what the facility must hear of)."""
+    async with new_uow() as uow:
+        _emit_problems(uow, facility_id, [notice], email, None)
+        await uow.commit()
 
 
 async def _claim_items(session: AsyncSession, item_ids: Sequence[str], request_id: uuid.UUID) -> bool:

@@ -11,6 +11,7 @@ prescription and online work types, demo mode active, ordering on for DOCTOR and
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from typing import Any
@@ -679,8 +680,22 @@ async def test_only_the_practitioner_named_in_the_token_issues_and_only_in_their
     assert issued.status_code == 201, issued.text
 
 
-async def test_issuing_on_an_ikp_request_whose_every_item_was_refused_conflicts(clinic: Clinic) -> None:
+async def _problems_raised(clinic: Clinic) -> list[dict[str, Any]]:
+    """The payloads of the problem notices the prescriptions service wrote, oldest first."""
+    return [json.loads(e)["payload"] for e in await clinic.events("prescriptions.problem.raised")]
+
+
+async def test_ikp_items_for_drugs_prescribed_elsewhere_are_taken_as_p1_sends_them(clinic: Clinic) -> None:
+    # The portal's scope is "only drugs from the patient's account" and the account is empty: P1
+    # already limited the IKP items to the patient's history (a specialist's, a private prescription).
+    scoped = await clinic.client.put(
+        f"{RX}/settings",
+        json={"mode": "full", "activated_on": _in(0), "drug_scope": "patient_account"},
+        headers=clinic.admin,
+    )
+    assert scoped.status_code == 200, scoped.text
     await _ikp_ready(clinic)
+    await clinic.schedule(DOCTOR, "A", "rx", 2, "08:00", "09:00")
     at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     played = await clinic.client.post(
         "/sandbox/p1/ikp/requests",
@@ -689,17 +704,101 @@ async def test_issuing_on_an_ikp_request_whose_every_item_was_refused_conflicts(
             "patient_pesel": PATIENT,
             "doctor_npwz": DOCTOR,
             "items": [
-                {"drug": "Nieznany lek", "packages": 1, "submitted_at": at.isoformat()},
-                {"drug": "Inny lek", "packages": 2, "submitted_at": (at + dt.timedelta(seconds=30)).isoformat()},
+                {"drug": "Concor 5 (od kardiologa)", "packages": 1, "submitted_at": at.isoformat()},
+                {"drug": "Euthyrox N 50", "packages": 2, "submitted_at": (at + dt.timedelta(seconds=30)).isoformat()},
             ],
         },
     )
     assert played.status_code == 201, played.text
+
     requests = await _poll_and_seal(clinic)
+
+    assert len(requests) == 1
+    taken = requests[0]
+    assert (taken["source"], taken["status"], taken["routed_to"], taken["problems"]) == ("ikp", "booked", "own", [])
+    assert [(i["drug"], i["refused_reason"]) for i in taken["items"]] == [
+        ("Concor 5 (od kardiologa)", None),
+        ("Euthyrox N 50", None),
+    ]
+    assert await _problems_raised(clinic) == []
+    issued = await clinic.post(
+        f"{RX}/requests/{taken['id']}/issue", _issue_body(_rx(drug="Concor 5 (od kardiologa)")), await _doctor(clinic)
+    )
+    assert issued.status_code == 201, issued.text
+
+
+async def test_a_portal_request_outside_the_drug_scope_is_refused_and_the_facility_is_notified(clinic: Clinic) -> None:
+    await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
+    scoped = await clinic.client.put(
+        f"{RX}/settings",
+        json={
+            "mode": "full",
+            "activated_on": _in(0),
+            "drug_scope": "patient_account",
+            "problem_email": "problemy@clinic.example",
+        },
+        headers=clinic.admin,
+    )
+    assert scoped.status_code == 200, scoped.text
+    await clinic.post(f"{RX}/patients/{PATIENT}/account-drugs", {"drug": "Metformax 500"}, clinic.desk)
+
+    refused = await clinic.request(DOCTOR, "Metformax 500", "Xanax 1")
+
+    assert _fields(refused) == ["body.items.1.drug"]
+    assert "Xanax 1 was not previously prescribed" in _problem(refused, 422)["detail"]
+    assert (await clinic.client.get(f"{RX}/requests", headers=clinic.desk)).json() == []
+    notices = await _problems_raised(clinic)
+    assert len(notices) == 1
+    notice = notices[0]
+    assert (notice["problem"], notice["problem_email"], notice["npwz"]) == (6, "problemy@clinic.example", DOCTOR)
+    assert len(notice["details"]) == 1 and "Xanax 1" in notice["details"][0]
+    assert "Metformax" not in notice["details"][0] and PATIENT not in json.dumps(notice)
+
+    accepted = await clinic.request(DOCTOR, "Metformax 500")
+    assert accepted.status_code == 201, accepted.text
+    assert len(await _problems_raised(clinic)) == 1  # an accepted request raises no notice
+
+
+async def test_a_polled_ikp_request_whose_location_is_gone_is_stored_refused_and_noticed_not_left_waiting(
+    clinic: Clinic,
+) -> None:
+    await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
+    gone = str(uuid.uuid4())  # the location the items name no longer exists in the facility
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    bus = clinic.app.state.gateway.bus
+    for number, drug in enumerate(("Nieznany lek", "Inny lek")):
+        item = {
+            "item_id": f"p1-item-{number}",
+            "sequence": number + 1,
+            "patient_pesel": PATIENT,
+            "doctor_npwz": DOCTOR,
+            "drug": drug,
+            "packages": 1,
+            "comment": None,
+            "submitted_at": (at + dt.timedelta(seconds=30 * number)).isoformat(),
+            "location_id": gone,
+        }
+        await bus.publish(Envelope(type="integration.ikp.item_received", facility_id=FACILITY, payload=item))
+    await bus.drain()
+    sealer = clinic.service("prescriptions").state.ctx.extras["sealer"]
+
+    assert await sealer.seal_due(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) == 1
+    assert await sealer.seal_due(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)) == 0  # not again
+
+    requests = (await clinic.client.get(f"{RX}/requests", headers=clinic.desk)).json()
     assert len(requests) == 1
     refused = requests[0]
-    assert (refused["source"], refused["status"], refused["slot_id"]) == ("ikp", "refused", None)
-    assert all("not previously prescribed" in (i["refused_reason"] or "") for i in refused["items"])
+    assert (refused["source"], refused["status"], refused["slot_id"], refused["problems"]) == (
+        "ikp",
+        "refused",
+        None,
+        [6],
+    )
+    assert refused["location_id"] == gone
+    assert all("location" in (i["refused_reason"] or "") for i in refused["items"])
+    notices = await _problems_raised(clinic)
+    assert [(n["problem"], n["request_id"]) for n in notices] == [(6, refused["id"])]
+    assert "Lokalizacja" in notices[0]["details"][0]
 
     answer = await clinic.post(
         f"{RX}/requests/{refused['id']}/issue", _issue_body(_rx(drug="Nieznany lek")), await _doctor(clinic)

@@ -190,7 +190,7 @@ def test_problem_texts_use_the_source_wording() -> None:
     )
     assert "lekarza i lekarza dyżurnego" in PROBLEM_TEXTS[Problem.NO_FREE_SLOTS_DOCTOR_AND_DUTY].problem_pl
     assert "NPWZ" in PROBLEM_TEXTS[Problem.NO_PRACTITIONER_WITH_NPWZ].fix_pl
-    assert [p.value for p in Problem] == [1, 2, 3, 4, 5]
+    assert [p.value for p in Problem] == [1, 2, 3, 4, 5, 6]  # 6: a refused request or items
 
 
 slots_strategy = st.lists(

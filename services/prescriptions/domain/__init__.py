@@ -55,6 +55,7 @@ from .scope import (
     ScopeCheck,
     check_drug_scope,
     normalise_drug_name,
+    refusal_notice,
     restricted_to_account,
 )
 
@@ -108,6 +109,7 @@ __all__ = [
     "normalise_comment",
     "normalise_drug_name",
     "parse_profession",
+    "refusal_notice",
     "restricted_to_account",
     "route_candidates",
     "route_request",

@@ -31,6 +31,9 @@ class Problem(enum.IntEnum):
     NO_FREE_SLOTS_DOCTOR = 3
     NO_FREE_SLOTS_DOCTOR_AND_DUTY = 4
     NO_PRACTITIONER_WITH_NPWZ = 5
+    # Not one of the source's five: DOMAIN.md 2 wants every refused request or item noticed, and
+    # none of the five says "refused" (e.g. a drug outside the portal's drug scope).
+    REQUEST_REFUSED = 6
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,25 @@ PROBLEM_TEXTS: dict[Problem, ProblemText] = {
         "Fill in the NPWZ on the practitioner's record, then check that the doctor's slots, "
         "including prescription slots, are published.",
     ),
+    Problem.REQUEST_REFUSED: ProblemText(
+        "Odrzucono zamówienie na receptę lub jego pozycje.",
+        "Rozwiązaniem jest sprawdzenie podanych powodów odrzucenia i, jeśli zamówienie powinno zostać przyjęte, "
+        "poprawienie ustawień placówki (zakres leków, konto pacjenta, lokalizacje) albo kontakt z pacjentem.",
+        "A prescription order or some of its items were refused.",
+        "Check the reasons given; if the order should have been accepted, correct the facility's settings "
+        "(drug scope, the patient's account, locations) or contact the patient.",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class ProblemNotice:
+    """``details``: what exactly was refused and why (Polish sentences), for the refusal notice."""
+
     problem: Problem
     npwz: str | None = None
     practitioner_id: str | None = None
+    details: tuple[str, ...] = ()
 
     @property
     def text(self) -> ProblemText:
