@@ -101,7 +101,22 @@ async def list_account_drugs(pesel: Pesel, ctx: ContextDep, who: CurrentPrincipa
     "/requests",
     status_code=201,
     response_model=schemas.RequestOut,
-    responses={503: {"description": "the scheduling service is unavailable; nothing was stored"}},
+    summary="Order repeat prescriptions: routed to a prescription slot",
+    description=(
+        "A `portal` request is taken only for a practitioner with ordering enabled (422 naming "
+        "`practitioner_npwz` otherwise, never rerouted), only while the service is active, and, under the "
+        "`patient_account` drug scope, only for drugs on the patient's account (422 naming each refused item). "
+        "It books the practitioner's earliest prescription slot, else the duty doctor's. An `ikp` request is "
+        "taken as P1 delivers it (the drug scope is the portal's) and goes to the duty doctor when its own "
+        "doctor cannot take it. Every refusal, and every reroute, sends the facility a problem notice."
+    ),
+    responses={
+        422: {
+            **PROBLEM_RESPONSES[422],
+            "description": "bad input, or refused: practitioner not offered, service inactive, drug outside scope",
+        },
+        503: {"description": "the scheduling service is unavailable; nothing was stored"},
+    },
     **allow(*ORDERING),
 )
 async def create_request(body: schemas.RequestIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.RequestOut:

@@ -32,7 +32,7 @@ from services.prescriptions.models import (
     PrescriptionRequest,
     RequestItem,
 )
-from services.prescriptions.routing import Routed, Router, RouteRequest, UnknownLocation
+from services.prescriptions.routing import PortalRefused, Routed, Router, RouteRequest, UnknownLocation
 from services.scheduling.client import SchedulingClientError, SchedulingUnavailable
 from services.scheduling.schemas import PractitionerOut
 from shared.db import updated_rows, utcnow
@@ -199,6 +199,18 @@ def _scope_refusal(refused: Sequence[domain.RefusedItem], items: Sequence[domain
     return Unprocessable("; ".join(r.reason for r in refused), code="drug-not-on-patient-account", errors=errors)
 
 
+def _portal_refusal(notice: domain.ProblemNotice) -> Unprocessable:
+    if notice.problem is domain.Problem.NO_PRACTITIONER_WITH_NPWZ:
+        message = f"no practitioner with NPWZ {notice.npwz} works in this facility"
+    else:
+        message = (
+            f"prescription ordering is not enabled for the practitioner with NPWZ {notice.npwz}: "
+            "the portal takes orders only for practitioners the facility enabled"
+        )
+    error = FieldError(field="body.practitioner_npwz", message=message)
+    return Unprocessable(message, code="practitioner-not-offered", errors=[error])
+
+
 def _emit_problems(
     uow: UnitOfWork,
     facility_id: str,
@@ -273,6 +285,9 @@ class Requests:
         notices: tuple[domain.ProblemNotice, ...] = ()
         try:
             routed = await self._route(draft, request_id, context, active, now)
+        except PortalRefused as refused_here:
+            await _notify(new_uow, draft.facility_id, refused_here.notice, email)
+            raise _portal_refusal(refused_here.notice) from None
         except UnknownLocation:
             if not item_ids:
                 raise Unprocessable.field("body.location_id", "no such location in this facility") from None
@@ -325,6 +340,7 @@ class Requests:
             active,
             context.switch,
             ikp_enabled,
+            portal=draft.source is domain.RequestSource.PORTAL,
         )
         try:
             return await self.router.route(request, now)

@@ -24,6 +24,7 @@ from tests.e2e.test_prescriptions_flow import (
     DOCTOR,
     DUTY,
     FACILITY,
+    OTHER,
     PATIENT,
     PATIENT_2,
     WARSAW,
@@ -42,6 +43,7 @@ MIDWIFE = "6000002A"
 DENTIST = "1950280"
 FELDSHER = "2053227"
 BAD_NPWZ = "1047515"  # DOCTOR with a wrong check digit
+UNKNOWN_NPWZ = "1855252"  # a valid number no practitioner of the facility has
 BAD_PESEL = "44051401358"  # PATIENT with a wrong checksum
 ROLES = ("patient", "registrar", "practitioner", "pharmacist", "facility_admin", "partner")
 
@@ -254,7 +256,8 @@ async def test_the_ordering_switch_per_npwz_validates_the_check_digit_and_steers
         f"{RX}/practitioners/{DOCTOR}/ordering", json={"enabled": False}, headers=clinic.admin
     )
     assert (off.status_code, off.json()) == (200, {"npwz": DOCTOR, "enabled": False})
-    to_duty = (await clinic.request(DOCTOR)).json()
+    assert _fields(await clinic.request(DOCTOR)) == ["body.practitioner_npwz"]  # the portal no longer offers DOCTOR
+    to_duty = (await clinic.request(DOCTOR, source="ikp")).json()
     assert (to_duty["routed_to"], to_duty["assigned_npwz"], to_duty["problems"]) == ("duty", DUTY, [2])
 
     on = await clinic.client.put(f"{RX}/practitioners/{DOCTOR}/ordering", json={"enabled": True}, headers=clinic.admin)
@@ -287,6 +290,31 @@ async def test_the_ordering_switch_per_npwz_validates_the_check_digit_and_steers
         _problem(refused, 403)
     still_own = (await clinic.request(DOCTOR)).json()
     assert still_own["routed_to"] == "own"  # the refused switches changed nothing
+
+
+async def test_a_portal_request_to_a_practitioner_without_ordering_is_refused_not_rerouted(clinic: Clinic) -> None:
+    await clinic.schedule(OTHER, "A", "rx", 1, "08:00", "08:30")  # ordering never switched on for OTHER
+    await clinic.schedule(DUTY, "A", "rx", 1, "09:00", "09:30")  # a duty slot the portal must not take
+    patient = await _role_token(clinic, "patient")
+
+    for npwz in (OTHER, UNKNOWN_NPWZ):
+        for headers in (clinic.desk, patient):
+            refused = await clinic.post(f"{RX}/requests", _order(clinic, practitioner_npwz=npwz), headers)
+            assert _fields(refused) == ["body.practitioner_npwz"], (npwz, refused.text)
+            assert npwz in _problem(refused, 422)["detail"]
+    assert (await clinic.client.get(f"{RX}/requests", headers=clinic.desk)).json() == []
+    duty_slot = await clinic.client.get(
+        "/api/v1/scheduling/slots", params={"practitioner_id": clinic.ids[DUTY]}, headers=clinic.desk
+    )
+    assert [s["status"] for s in duty_slot.json()] == ["free", "free"]  # nothing was booked
+    notices = await _problems_raised(clinic)
+    assert [(n["problem"], n["npwz"]) for n in notices] == [(2, OTHER)] * 2 + [(5, UNKNOWN_NPWZ)] * 2
+
+    # Switched on, OTHER is offered: the portal books OTHER's own slot.
+    await clinic.client.put(f"{RX}/practitioners/{OTHER}/ordering", json={"enabled": True}, headers=clinic.admin)
+    taken = await clinic.post(f"{RX}/requests", _order(clinic, practitioner_npwz=OTHER), patient)
+    assert taken.status_code == 201, taken.text
+    assert (taken.json()["routed_to"], taken.json()["assigned_npwz"], taken.json()["problems"]) == ("own", OTHER, [])
 
 
 # ----------------------------------------------------------------------------- the patient's account

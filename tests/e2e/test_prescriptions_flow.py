@@ -192,12 +192,15 @@ async def test_without_own_slots_the_duty_doctor_takes_it_here_first_then_elsewh
     assert "lekarza i lekarza dyżurnego" in problems[-1]
 
 
-async def test_a_disabled_doctor_or_an_unknown_npwz_goes_to_the_duty_doctor_with_its_notice(clinic: Clinic) -> None:
+async def test_an_ikp_request_to_a_disabled_doctor_or_an_unknown_npwz_goes_to_the_duty_doctor_with_its_notice(
+    clinic: Clinic,
+) -> None:
     await clinic.schedule(OTHER, "A", "rx", 1, "08:00", "08:30")  # never used: ordering is off for OTHER
     await clinic.schedule(DUTY, "A", "rx", 1, "09:00", "09:30")
 
-    disabled = (await clinic.request(OTHER)).json()
-    unknown = (await clinic.request("1855252")).json()
+    # Rerouting is the IKP path; the portal refuses such requests (test_prescriptions_api).
+    disabled = (await clinic.request(OTHER, source="ikp")).json()
+    unknown = (await clinic.request("1855252", source="ikp")).json()
 
     assert (disabled["routed_to"], disabled["assigned_npwz"], disabled["problems"]) == ("duty", DUTY, [2])
     assert (unknown["routed_to"], unknown["problems"]) == ("duty", [5])

@@ -6,11 +6,12 @@ at that duty doctor's other locations. Earliest slot first within each tier (tie
 
 Choices where the source is silent:
 - No active service (problem 1): the request is not routed at all; only problem 1 is raised.
-- Doctor not enabled (2), no free slot of the doctor (3), no practitioner with the NPWZ (5): the
+- Doctor not enabled (2), no free slot of the doctor (3), no practitioner with the NPWZ (5): an IKP
   request still goes to the duty doctor (the source: "W przypadku braku możliwości zapisania
   zamówienia ... do wybranego lekarza np. z powodu braku wolnych terminów lub braku lekarza ...
   zapisywane w harmonogramie tzw. dyżurnego"), and the notification is raised as well. A disabled
-  doctor's slots are never used.
+  doctor's slots are never used. A portal request to a disabled or unknown doctor is refused
+  instead (``portal_refusal``); one to an enabled doctor without a free slot goes to the duty doctor.
 - When the duty doctor has no slot either (or the location has no duty doctor), problem 4 is raised
   and nothing is booked; it replaces problem 3 and is added to problems 2 and 5.
 - Racing: ``taken`` lists slots lost to a concurrent booking; the caller retries with them excluded
@@ -169,6 +170,21 @@ def routing_tiers(target: TargetDoctor | None, location_id: str, duty_doctor_id:
         tiers.append(RoutingTier(RouteKind.DUTY, duty_doctor_id, only_at=location_id))
         tiers.append(RoutingTier(RouteKind.DUTY, duty_doctor_id, not_at=location_id))
     return tuple(tiers)
+
+
+def portal_refusal(npwz: str, target: TargetDoctor | None) -> ProblemNotice | None:
+    """Why a portal request to ``target`` is refused, as the facility's notice; None: it is taken.
+
+    DOMAIN.md 2: the portal offers ordering only for practitioners the facility enabled, so a portal
+    request to anyone else (ordering off, or no practitioner with the NPWZ) is refused with 422 and
+    never rerouted: the duty doctor with notices 2 and 5 is the IKP path, where the patient could
+    not choose.
+    """
+    if target is None:
+        return ProblemNotice(Problem.NO_PRACTITIONER_WITH_NPWZ, npwz)
+    if not target.ordering_enabled:
+        return ProblemNotice(Problem.NOT_ENABLED_FOR_DOCTOR, npwz, target.practitioner_id)
+    return None
 
 
 def route_candidates(
