@@ -38,10 +38,14 @@ class FacilitySettings(Base):
     __table_args__ = (
         sa.CheckConstraint("mode IN ('off', 'demo', 'full')", name="mode_known"),
         sa.CheckConstraint("drug_scope IN ('any', 'patient_account')", name="drug_scope_known"),
+        # Demo mode is used once per facility: it can only be on once its first day is recorded.
+        sa.CheckConstraint("mode <> 'demo' OR demo_used_on IS NOT NULL", name="demo_recorded"),
     )
     facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     mode: Mapped[str] = mapped_column(sa.String(8), default="off")
     activated_on: Mapped[dt.date | None]
+    # The day demo mode was first switched on; kept when it is switched off or expires.
+    demo_used_on: Mapped[dt.date | None]
     drug_scope: Mapped[str] = mapped_column(sa.String(16), default="any")
     problem_email: Mapped[str | None] = mapped_column(sa.String(254))
     # Projection of the integration service's IKP status: with IKP on, every POZ doctor takes orders.

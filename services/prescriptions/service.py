@@ -35,7 +35,7 @@ from services.prescriptions.models import (
 from services.prescriptions.routing import PortalRefused, Routed, Router, RouteRequest, UnknownLocation
 from services.scheduling.client import SchedulingClientError, SchedulingUnavailable
 from services.scheduling.schemas import PractitionerOut
-from shared.db import updated_rows, utcnow
+from shared.db import updated_rows, upsert_insert, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
 
@@ -66,6 +66,7 @@ def settings_out(row: FacilitySettings | None, today: dt.date) -> schemas.Settin
         drug_scope=domain.DrugScope(row.drug_scope) if row else domain.DrugScope.ANY,
         problem_email=row.problem_email if row else None,
         ikp_enabled=row.ikp_enabled if row else False,
+        demo_used_on=row.demo_used_on if row else None,
     )
 
 
@@ -76,12 +77,26 @@ async def get_settings(session: AsyncSession, facility_id: str, today: dt.date) 
 async def put_settings(
     uow: UnitOfWork, facility_id: str, body: schemas.SettingsIn, today: dt.date
 ) -> schemas.SettingsOut:
-    row = await uow.session.get(FacilitySettings, facility_id, with_for_update=True)
-    if row is None:
-        row = FacilitySettings(facility_id=facility_id, ikp_enabled=False)
-        uow.session.add(row)
-    row.mode = body.mode.value
-    row.activated_on = body.activated_on
+    """The activation date is today's (``domain.next_activation``); the facility's row is created if
+    missing and then locked, so two administrators asking for demo at once use it once."""
+    insert = upsert_insert(uow.session)
+    await uow.session.execute(
+        insert(FacilitySettings)
+        .values(facility_id=facility_id, mode="off", drug_scope="any", ikp_enabled=False, updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[FacilitySettings.facility_id])
+    )
+    row = await uow.session.get(FacilitySettings, facility_id, with_for_update=True, populate_existing=True)
+    assert row is not None  # inserted above if it was missing
+    try:
+        activation = domain.next_activation(
+            _activation(row), row.demo_used_on is not None, body.mode, today, body.activated_on
+        )
+    except domain.PrescriptionError as error:
+        raise _problem(error) from None
+    row.mode = activation.mode.value
+    row.activated_on = activation.activated_on
+    if activation.mode is domain.ServiceMode.DEMO and row.demo_used_on is None:
+        row.demo_used_on = activation.activated_on
     row.drug_scope = body.drug_scope.value
     row.problem_email = str(body.problem_email) if body.problem_email else None
     row.updated_at = utcnow()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from shared.clock import Clock, FixedClock
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import (
     DOCTOR,
@@ -129,9 +130,13 @@ async def test_enabling_names_each_missing_prerequisite_and_changes_nothing(clin
     assert _fields(refused) == ["prescription_ordering"]
     assert "activate it in the prescriptions settings" in _problem(refused, 422)["detail"]
 
-    expired = await clinic.client.put(
-        f"{RX}/settings", json={"mode": "demo", "activated_on": _day(-120)}, headers=clinic.admin
-    )
+    # Bought 400 days ago (the prescriptions service's clock then), so expired today.
+    prescriptions = clinic.service("prescriptions").state.ctx
+    prescriptions.clock = FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(days=400))
+    bought = await clinic.client.put(f"{RX}/settings", json={"mode": "full"}, headers=clinic.admin)
+    assert bought.status_code == 200, bought.text
+    prescriptions.clock = Clock()
+    expired = await clinic.client.get(f"{RX}/settings", headers=clinic.admin)
     assert expired.json()["active"] is False
     await clinic.settle()
     assert _fields(await clinic.post(f"{IKP}/enable", {})) == ["prescription_ordering"]
@@ -147,9 +152,7 @@ async def test_enabling_names_each_missing_prerequisite_and_changes_nothing(clin
 
     # Ordering active, but no work type visible online: only online registration is missing.
     offline = await _token(clinic, "facility_admin", "clinic-offline")
-    activated = await clinic.client.put(
-        f"{RX}/settings", json={"mode": "full", "activated_on": _day(0)}, headers=offline
-    )
+    activated = await clinic.client.put(f"{RX}/settings", json={"mode": "full"}, headers=offline)
     assert activated.status_code == 200
     hidden = await clinic.post("/api/v1/scheduling/work-types", {"name": "Recepty", "visible_online": False}, offline)
     assert hidden.status_code == 201

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from shared.clock import FixedClock
 from shared.events import Envelope
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import (
@@ -131,7 +132,22 @@ async def _issued(clinic: Clinic, *prescriptions: dict[str, Any]) -> tuple[dict[
 # ----------------------------------------------------------------------------- settings
 
 
-async def test_settings_active_until_is_3_or_12_months_later_clamped_to_the_month_end(clinic: Clinic) -> None:
+def _on(clinic: Clinic, day: str) -> None:
+    """The prescriptions service's today (Europe/Warsaw) is ``day``: its clock stands at noon there."""
+    noon = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(12), WARSAW)
+    clinic.service("prescriptions").state.ctx.clock = FixedClock(noon.astimezone(dt.UTC))
+
+
+async def _put_settings(clinic: Clinic, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    answer = await clinic.client.put(f"{RX}/settings", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    settings: dict[str, Any] = answer.json()
+    return settings
+
+
+async def test_settings_active_until_is_3_or_12_months_from_todays_activation_clamped_to_the_month_end(
+    clinic: Clinic,
+) -> None:
     cases = [
         ("demo", "2026-11-30", "2027-02-28"),
         ("demo", "2027-11-30", "2028-02-29"),  # a leap year's February
@@ -141,56 +157,127 @@ async def test_settings_active_until_is_3_or_12_months_later_clamped_to_the_mont
         ("full", "2026-01-31", "2027-01-31"),
         ("full", "2026-12-31", "2027-12-31"),
     ]
-    for mode, activated_on, until in cases:
-        body = {"mode": mode, "activated_on": activated_on, "problem_email": "recepty@clinic.example"}
-        answer = await clinic.client.put(f"{RX}/settings", json=body, headers=clinic.admin)
-        assert answer.status_code == 200, answer.text
-        assert (answer.json()["mode"], answer.json()["active_until"]) == (mode, until), (mode, activated_on)
+    for number, (mode, today, until) in enumerate(cases):
+        _on(clinic, today)
+        admin = await _role_token(clinic, "facility_admin", f"clinic-months-{number}")  # demo: once per facility
+        body = {"mode": mode, "problem_email": "recepty@clinic.example"}
+        answer = await _put_settings(clinic, body, admin)
+        assert (answer["mode"], answer["activated_on"], answer["active_until"]) == (mode, today, until), today
+        assert answer["active"] is True
 
-    stored = await clinic.client.get(f"{RX}/settings", headers=clinic.desk)
+    stored = await clinic.client.get(
+        f"{RX}/settings", headers=await _role_token(clinic, "registrar", "clinic-months-6")
+    )
     assert stored.status_code == 200
     assert stored.json() == {
         "mode": "full",
         "activated_on": "2026-12-31",
         "active_until": "2027-12-31",
-        "active": dt.date(2026, 12, 31) <= _today() <= dt.date(2027, 12, 31),
+        "active": True,
         "drug_scope": "any",
         "problem_email": "recepty@clinic.example",
         "ikp_enabled": False,
+        "demo_used_on": None,
     }
 
-    off = await clinic.client.put(f"{RX}/settings", json={"mode": "off"}, headers=clinic.admin)
-    assert off.status_code == 200
-    assert (off.json()["activated_on"], off.json()["active_until"], off.json()["active"]) == (None, None, False)
+    off = await _put_settings(clinic, {"mode": "off"}, await _role_token(clinic, "facility_admin", "clinic-months-6"))
+    assert (off["activated_on"], off["active_until"], off["active"]) == (None, None, False)
 
 
-async def test_settings_are_active_only_from_the_activation_day_through_the_last_day(clinic: Clinic) -> None:
-    async def active(mode: str, activated_on: str) -> bool:
-        answer = await clinic.client.put(
-            f"{RX}/settings", json={"mode": mode, "activated_on": activated_on}, headers=clinic.admin
-        )
+async def test_settings_are_active_from_the_activation_day_through_the_last_day(clinic: Clinic) -> None:
+    admin = await _role_token(clinic, "facility_admin", "clinic-days")
+
+    async def active_on(day: str) -> bool:
+        _on(clinic, day)
+        answer = await clinic.client.get(f"{RX}/settings", headers=admin)
         assert answer.status_code == 200, answer.text
-        again = await clinic.client.get(f"{RX}/settings", headers=clinic.admin)
-        assert again.json()["active"] is answer.json()["active"]
         flag: bool = answer.json()["active"]
         return flag
 
-    assert await active("demo", _in(0)) is True
-    assert await active("full", _in(0)) is True
-    assert await active("demo", _in(1)) is False  # not yet: activated tomorrow
-    assert await active("full", _in(7)) is False
-    assert await active("demo", _in(-200)) is False  # expired: 3 months are over
-    assert await active("full", _in(-400)) is False
-    today = _today()
-    if (today.month, today.day) != (2, 29):  # a year ago "today" exists: the last active day is today
-        year_ago = today.replace(year=today.year - 1)
-        assert await active("full", year_ago.isoformat()) is True
-        assert await active("full", (year_ago - dt.timedelta(days=1)).isoformat()) is False
+    _on(clinic, "2026-11-30")
+    await _put_settings(clinic, {"mode": "demo"}, admin)
+    assert [await active_on(d) for d in ("2026-11-29", "2026-11-30", "2027-02-28", "2027-03-01")] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    _on(clinic, "2027-03-01")
+    await _put_settings(clinic, {"mode": "full"}, admin)  # bought the day after the demo ended
+    assert [await active_on(d) for d in ("2027-02-28", "2027-03-01", "2028-03-01", "2028-03-02")] == [
+        False,
+        True,
+        True,
+        False,
+    ]
 
     # An inactive service refuses portal requests: the flag is what ordering obeys.
-    await active("demo", _in(1))
+    await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
+    _on(clinic, _in(0))
+    assert (await clinic.request(DOCTOR)).status_code == 201
+    _on(clinic, (dt.date.fromisoformat(_in(0)) + dt.timedelta(days=200)).isoformat())  # the fixture's demo is over
     refused = await clinic.request(DOCTOR)
     assert "no active online prescription-ordering service" in _problem(refused, 422)["detail"]
+
+
+async def test_the_activation_date_is_the_servers_today_and_any_other_date_is_refused(clinic: Clinic) -> None:
+    admin = await _role_token(clinic, "facility_admin", "clinic-dates")
+    _on(clinic, "2026-12-08")
+    for mode in ("demo", "full"):
+        for day in ("2026-12-07", "2026-12-09", "2020-01-01"):
+            answer = await clinic.client.put(f"{RX}/settings", json={"mode": mode, "activated_on": day}, headers=admin)
+            assert _fields(answer) == ["body.activated_on"], (mode, day)
+            assert "today (2026-12-08)" in _problem(answer, 422)["detail"]
+    untouched = (await clinic.client.get(f"{RX}/settings", headers=admin)).json()
+    assert (untouched["mode"], untouched["demo_used_on"]) == ("off", None)  # the refused demo was not used
+
+    dated = await _put_settings(clinic, {"mode": "full", "activated_on": "2026-12-08"}, admin)
+    undated = await _put_settings(clinic, {"mode": "full", "drug_scope": "patient_account"}, admin)
+    assert dated["activated_on"] == undated["activated_on"] == "2026-12-08"
+    assert undated["drug_scope"] == "patient_account"
+
+
+async def test_demo_mode_is_used_once_per_facility_then_the_service_can_only_be_bought(clinic: Clinic) -> None:
+    admin = await _role_token(clinic, "facility_admin", "clinic-demo-once")
+    _on(clinic, "2026-12-08")
+    demo = await _put_settings(clinic, {"mode": "demo"}, admin)
+    assert (demo["mode"], demo["activated_on"], demo["active_until"], demo["demo_used_on"]) == (
+        "demo",
+        "2026-12-08",
+        "2027-03-08",
+        "2026-12-08",
+    )
+    # Asked for again while it runs (to change the e-mail): the same period, not a second demo.
+    _on(clinic, "2027-01-15")
+    again = await _put_settings(clinic, {"mode": "demo", "problem_email": "nowy@clinic.example"}, admin)
+    assert (again["activated_on"], again["active_until"], again["problem_email"]) == (
+        "2026-12-08",
+        "2027-03-08",
+        "nowy@clinic.example",
+    )
+
+    async def demo_refused() -> None:
+        answer = await clinic.client.put(f"{RX}/settings", json={"mode": "demo"}, headers=admin)
+        assert _fields(answer) == ["body.mode"]
+        assert "can now only be bought (mode full)" in _problem(answer, 422)["detail"]
+
+    _on(clinic, "2027-03-09")  # expired ...
+    assert (await clinic.client.get(f"{RX}/settings", headers=admin)).json()["active"] is False
+    await demo_refused()
+    await _put_settings(clinic, {"mode": "off"}, admin)  # ... or switched off
+    await demo_refused()
+    stored = (await clinic.client.get(f"{RX}/settings", headers=admin)).json()
+    assert (stored["mode"], stored["demo_used_on"]) == ("off", "2026-12-08")
+
+    full = await _put_settings(clinic, {"mode": "full"}, admin)
+    assert (full["mode"], full["activated_on"], full["active_until"], full["active"]) == (
+        "full",
+        "2027-03-09",
+        "2028-03-09",
+        True,
+    )
+    await demo_refused()  # from full mode too
+    assert (await clinic.client.get(f"{RX}/settings", headers=admin)).json() == full
 
 
 async def test_settings_bad_input_names_the_field_and_changes_nothing(clinic: Clinic) -> None:
@@ -199,8 +286,7 @@ async def test_settings_bad_input_names_the_field_and_changes_nothing(clinic: Cl
         ({"mode": "demo", "activated_on": _in(0), "problem_email": "not-an-email"}, "body.problem_email"),
         ({"mode": "demo", "activated_on": _in(0), "problem_email": "a" * 250 + "@x.pl"}, "body.problem_email"),
         ({"mode": "off", "activated_on": _in(0)}, "body.activated_on"),
-        ({"mode": "demo"}, "body.activated_on"),
-        ({"mode": "full", "activated_on": None}, "body.activated_on"),
+        ({"mode": "full", "activated_on": _in(-1)}, "body.activated_on"),
         ({"mode": "demo", "activated_on": "2026-02-30"}, "body.activated_on"),
         ({"mode": "trial", "activated_on": _in(0)}, "body.mode"),
         ({"activated_on": _in(0)}, "body.mode"),
@@ -238,7 +324,7 @@ async def test_settings_belong_to_one_facility(clinic: Clinic) -> None:
     assert (theirs.json()["mode"], theirs.json()["active"], theirs.json()["problem_email"]) == ("off", False, None)
 
     changed = await clinic.client.put(
-        f"{RX}/settings", json={"mode": "full", "activated_on": _in(-1), "problem_email": "x@y.pl"}, headers=elsewhere
+        f"{RX}/settings", json={"mode": "full", "problem_email": "x@y.pl"}, headers=elsewhere
     )
     assert changed.status_code == 200
     ours = (await clinic.client.get(f"{RX}/settings", headers=clinic.admin)).json()

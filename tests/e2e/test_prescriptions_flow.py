@@ -260,8 +260,10 @@ async def test_bad_input_and_other_tenants(clinic: Clinic) -> None:
     assert bad.status_code == 422
     fields = {e["field"] for e in bad.json()["errors"]}
     assert {"body.patient_pesel", "body.practitioner_npwz", "body.location_id", "body.items"} <= fields
-    settings = await clinic.client.put("/api/v1/prescriptions/settings", json={"mode": "demo"}, headers=clinic.admin)
-    assert [e["field"] for e in settings.json()["errors"]] == ["body.activated_on"]
+    settings = await clinic.client.put(
+        "/api/v1/prescriptions/settings", json={"mode": "demo", "activated_on": _day(1)}, headers=clinic.admin
+    )
+    assert [e["field"] for e in settings.json()["errors"]] == ["body.activated_on"]  # only today's date
 
     await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
     mine = (await clinic.request(DOCTOR)).json()

@@ -1,6 +1,6 @@
 """Pure prescription rules: activation, IKP grouping, drug scope, routing, issuing, identifiers."""
 
-from .activation import MODE_MONTHS, ServiceActivation, ServiceMode, add_months
+from .activation import MODE_MONTHS, ServiceActivation, ServiceMode, add_months, next_activation
 from .errors import PrescriptionError
 from .grouping import (
     DEFAULT_GAP,
@@ -107,6 +107,7 @@ __all__ = [
     "new_access_code",
     "new_package_key",
     "new_prescription_key",
+    "next_activation",
     "normalise_comment",
     "normalise_drug_name",
     "parse_profession",
