@@ -10,6 +10,7 @@ prescription and online work types, demo mode active, ordering on for DOCTOR and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -278,6 +279,18 @@ async def test_demo_mode_is_used_once_per_facility_then_the_service_can_only_be_
     )
     await demo_refused()  # from full mode too
     assert (await clinic.client.get(f"{RX}/settings", headers=admin)).json() == full
+
+
+async def test_two_administrators_switching_demo_on_at_once_use_it_once(clinic: Clinic) -> None:
+    admins = [await _role_token(clinic, "facility_admin", "clinic-race") for _ in range(2)]
+    _on(clinic, "2026-12-08")
+    answers = await asyncio.gather(
+        *(clinic.client.put(f"{RX}/settings", json={"mode": "demo"}, headers=admin) for admin in admins)
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert {(a.json()["activated_on"], a.json()["demo_used_on"]) for a in answers} == {("2026-12-08", "2026-12-08")}
+    _on(clinic, "2027-03-09")
+    assert _fields(await clinic.client.put(f"{RX}/settings", json={"mode": "demo"}, headers=admins[0])) == ["body.mode"]
 
 
 async def test_settings_bad_input_names_the_field_and_changes_nothing(clinic: Clinic) -> None:
