@@ -114,15 +114,16 @@ async def seed(
         headers=headers,
     )
     answer.raise_for_status()
-    await _prescription_ordering(client, headers, today or dt.date.today())
+    await _prescription_ordering(client, headers)
     await _cer_notifications(client, headers, public_url)
     log.info("demo data seeded", facility=DEMO_FACILITY)
     return True
 
 
-async def _prescription_ordering(client: httpx.AsyncClient, headers: dict[str, str], today: dt.date) -> None:
-    """Ordering in demo mode, switched on for the two POZ doctors; problems go to the desk's address."""
-    settings = {"mode": "demo", "activated_on": today.isoformat(), "problem_email": "rejestracja@demo-clinic.example"}
+async def _prescription_ordering(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """Ordering in demo mode (from the server's today), switched on for the two POZ doctors; problems
+    go to the desk's address."""
+    settings = {"mode": "demo", "problem_email": "rejestracja@demo-clinic.example"}
     (await client.put("/api/v1/prescriptions/settings", json=settings, headers=headers)).raise_for_status()
     for doctor in PRACTITIONERS:
         if doctor["poz"]:

@@ -1,4 +1,5 @@
-"""Pure rules of the integration service: the CeR webhook signature, compliance and drift.
+"""Pure rules of the integration service: the CeR webhook signature, compliance, drift, and the
+location an IKP item was addressed to.
 
 (What CeR covers from when is the dated table of ``cer_scope``.)
 
@@ -16,6 +17,7 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.integration.cer_scope import Coverage
@@ -223,3 +225,22 @@ def drift(in_cer: list[BookedVisit], local: list[BookedVisit]) -> Drift:
         missing_locally=tuple(v for v in in_cer if (v.slot_id, v.patient_pesel) not in local_keys),
         missing_in_cer=tuple(v for v in local if (v.slot_id, v.patient_pesel) not in cer_keys),
     )
+
+
+def addressed_location(
+    department_code: str | None, locations: Iterable[tuple[uuid.UUID, str | None]], poller_location: uuid.UUID
+) -> uuid.UUID:
+    """The facility's location an IKP item was addressed to, found by the department code P1 gives it.
+
+    KS-SOMED: the duty doctor is searched "w pierwszej kolejności ... lokalizacja, do której zostało
+    wystawione zamówienie". Choices where the source is silent: an item without a code, or with a
+    code no location of the facility has, goes to the poller's location (the one the facility gave
+    P1); when several locations share the code, the poller's wins if it is one of them, else the
+    lowest id, so every replica and every poll picks the same one.
+    """
+    if department_code is None:
+        return poller_location
+    matching = sorted((lid for lid, code in locations if code == department_code), key=str)
+    if not matching or poller_location in matching:
+        return poller_location
+    return matching[0]

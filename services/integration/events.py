@@ -26,7 +26,8 @@ class IkpItemReceived(EventPayload):
     packages: int
     comment: str | None
     submitted_at: dt.datetime
-    location_id: uuid.UUID  # the location IKP requests of this facility are addressed to
+    # The location the item was addressed to (its department code), else the poller's location.
+    location_id: uuid.UUID
 
 
 class IkpStatusChanged(EventPayload):

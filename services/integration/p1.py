@@ -69,6 +69,8 @@ class IkpRequestItem(JsonAnswer):
     packages: int = Field(ge=1)
     comment: str | None = None
     submitted_at: dt.datetime
+    # The facility's department ("VII część kodu resortowego") the patient addressed the order to.
+    department_code: str | None = Field(default=None, max_length=20)
 
 
 class IkpBatch(JsonAnswer):

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.integration import events, outgoing, schemas
+from services.integration import domain, events, outgoing, schemas
 from services.integration.models import (
     CANCEL_PRESCRIPTION,
     DISABLE_IKP,
@@ -278,15 +278,29 @@ class Poller:
             except P1Error as exc:
                 log.warning("ikp_poll_failed", facility_id=facility_id, error=exc.message)
                 return received
-            taken = await self._record(facility_id, after, batch)
+            locations: list[tuple[uuid.UUID, str | None]] = []
+            if any(item.department_code for item in batch.items):
+                try:
+                    found = await self.ikp.scheduling.locations(facility_id)
+                except SchedulingClientError as exc:
+                    # The cursor has not moved: the same batch is fetched again on the next pass,
+                    # rather than sent to a location it was not addressed to.
+                    log.warning("ikp_locations_unavailable", facility_id=facility_id, error=str(exc))
+                    return received
+                locations = [(loc.id, loc.department_code) for loc in found]
+            taken = await self._record(facility_id, after, batch, locations)
             received += taken
             if taken < self.batch:
                 return received
 
-    async def _record(self, facility_id: str, after: int, batch: IkpBatch) -> int:
+    async def _record(
+        self, facility_id: str, after: int, batch: IkpBatch, locations: list[tuple[uuid.UUID, str | None]]
+    ) -> int:
+        """``locations``: the facility's (id, department code), to find where each item was addressed."""
         async with self.new_uow() as uow:
             row = await _integration(uow.session, facility_id)
-            if row.last_sequence != after or row.location_id is None:
+            poller_location = row.location_id
+            if row.last_sequence != after or poller_location is None:
                 return 0  # another replica took this batch first
             for item in batch.items:
                 uow.emit(
@@ -299,7 +313,7 @@ class Poller:
                         packages=item.packages,
                         comment=item.comment,
                         submitted_at=item.submitted_at,
-                        location_id=row.location_id,
+                        location_id=domain.addressed_location(item.department_code, locations, poller_location),
                     ),
                     facility_id=facility_id,
                     event_id=events.external_event_id("ikp-item", item.id),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query
 
@@ -28,8 +27,7 @@ KEY = Annotated[str, Path(pattern=r"^[0-9]{44}$", description="the 44-digit pres
 
 
 def _now_and_today(ctx: ContextDep) -> tuple[dt.datetime, dt.date]:
-    now = dt.datetime.now(dt.UTC)
-    return now, now.astimezone(ZoneInfo(ctx.settings.timezone)).date()
+    return ctx.clock.now(), ctx.today()
 
 
 def _own_patient(who: Principal, pesel: str) -> None:
@@ -41,7 +39,18 @@ def _own_patient(who: Principal, pesel: str) -> None:
 # ----------------------------------------------------------------------------- settings
 
 
-@router.put("/settings", response_model=schemas.SettingsOut, **allow(*ADMIN))
+@router.put(
+    "/settings",
+    response_model=schemas.SettingsOut,
+    summary="Switch prescription ordering on (demo once, or full) or off, with the drug scope and notice e-mail",
+    description=(
+        "The activation (demo) or purchase (full) date is the server's date, today: `activated_on` may be "
+        "left out, and any other date is refused. Demo mode can be used once per facility; after that, asking "
+        "for it answers 422 naming `mode`, and the service can only be bought (full). Asking for the mode that "
+        "is running changes the other settings and keeps its period."
+    ),
+    **allow(*ADMIN),
+)
 async def put_settings(body: schemas.SettingsIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.SettingsOut:
     async with ctx.uow() as uow:
         return await service.put_settings(uow, who.require_facility(), body, _now_and_today(ctx)[1])
@@ -101,7 +110,22 @@ async def list_account_drugs(pesel: Pesel, ctx: ContextDep, who: CurrentPrincipa
     "/requests",
     status_code=201,
     response_model=schemas.RequestOut,
-    responses={503: {"description": "the scheduling service is unavailable; nothing was stored"}},
+    summary="Order repeat prescriptions: routed to a prescription slot",
+    description=(
+        "A `portal` request is taken only for a practitioner with ordering enabled (422 naming "
+        "`practitioner_npwz` otherwise, never rerouted), only while the service is active, and, under the "
+        "`patient_account` drug scope, only for drugs on the patient's account (422 naming each refused item). "
+        "It books the practitioner's earliest prescription slot, else the duty doctor's. An `ikp` request is "
+        "taken as P1 delivers it (the drug scope is the portal's) and goes to the duty doctor when its own "
+        "doctor cannot take it. Every refusal, and every reroute, sends the facility a problem notice."
+    ),
+    responses={
+        422: {
+            **PROBLEM_RESPONSES[422],
+            "description": "bad input, or refused: practitioner not offered, service inactive, drug outside scope",
+        },
+        503: {"description": "the scheduling service is unavailable; nothing was stored"},
+    },
     **allow(*ORDERING),
 )
 async def create_request(body: schemas.RequestIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.RequestOut:

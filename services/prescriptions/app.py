@@ -72,6 +72,7 @@ def create_app(
         gap=dt.timedelta(seconds=config.ikp_group_gap_seconds),
         grace=dt.timedelta(seconds=config.ikp_seal_grace_seconds),
         timezone=ZoneInfo(config.timezone),
+        clock=lambda: ctx.clock.now(),  # read at each pass: a test may replace the clock
     )
     sealing = Periodic("ikp-sealing", config.ikp_seal_interval_seconds, sealer.seal_due)
     ctx.extras.update(scheduling=scheduling, requests=requests, sealer=sealer, sealing=sealing)

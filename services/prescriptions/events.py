@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.events import EventPayload
 
 
@@ -31,8 +33,10 @@ class RequestAccepted(EventPayload):
 
 
 class ProblemRaised(EventPayload):
-    """One of the five problem notifications of DOMAIN.md 2: the notifications service emails it to
-    ``problem_email`` (none set: the notifications service records that nothing could be sent)."""
+    """One of the five problem notifications of DOMAIN.md 2, or (``problem`` 6) the notice of a refused
+    request or items with ``details`` saying what was refused and why: the notifications service
+    emails it to ``problem_email`` (none set: the notifications service records that nothing could
+    be sent)."""
 
     event_type: ClassVar[str] = "prescriptions.problem.raised"
     problem: int
@@ -43,6 +47,7 @@ class ProblemRaised(EventPayload):
     problem_email: str | None
     npwz: str | None
     request_id: uuid.UUID | None
+    details: list[str] = Field(default_factory=list)
 
 
 class IssuedPrescriptionLine(EventPayload):

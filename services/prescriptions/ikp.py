@@ -63,6 +63,7 @@ class Sealer:
         gap: dt.timedelta,
         grace: dt.timedelta,
         timezone: dt.tzinfo,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.sessions = sessions
         self.new_uow = new_uow
@@ -70,10 +71,11 @@ class Sealer:
         self.gap = gap
         self.grace = grace
         self.timezone = timezone
+        self.clock = clock
 
     async def seal_due(self, now: dt.datetime | None = None) -> int:
         """Seal every complete group; returns the number of requests stored."""
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or self.clock()
         async with self.sessions() as session:
             waiting = list(
                 await session.scalars(

@@ -23,7 +23,7 @@ from shared.outbox import IdempotencyMixin, InboxMixin, OutboxMixin
 # Request statuses
 BOOKED = "booked"  # a prescription slot is booked with the own or the duty doctor
 UNASSIGNED = "unassigned"  # accepted, but no slot could be booked: the facility was notified
-REFUSED = "refused"  # an IKP request whose every item was outside the drug scope
+REFUSED = "refused"  # a polled IKP request that could not be taken (its location is gone): the facility was notified
 ISSUED = "issued"  # at least one e-prescription package was issued for it
 REQUEST_STATUSES = (BOOKED, UNASSIGNED, REFUSED, ISSUED)
 
@@ -38,10 +38,14 @@ class FacilitySettings(Base):
     __table_args__ = (
         sa.CheckConstraint("mode IN ('off', 'demo', 'full')", name="mode_known"),
         sa.CheckConstraint("drug_scope IN ('any', 'patient_account')", name="drug_scope_known"),
+        # Demo mode is used once per facility: it can only be on once its first day is recorded.
+        sa.CheckConstraint("mode <> 'demo' OR demo_used_on IS NOT NULL", name="demo_recorded"),
     )
     facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     mode: Mapped[str] = mapped_column(sa.String(8), default="off")
     activated_on: Mapped[dt.date | None]
+    # The day demo mode was first switched on; kept when it is switched off or expires.
+    demo_used_on: Mapped[dt.date | None]
     drug_scope: Mapped[str] = mapped_column(sa.String(16), default="any")
     problem_email: Mapped[str | None] = mapped_column(sa.String(254))
     # Projection of the integration service's IKP status: with IKP on, every POZ doctor takes orders.
@@ -108,7 +112,7 @@ class RequestItem(Base):
     drug: Mapped[str] = mapped_column(sa.String(200))
     packages: Mapped[int]
     comment: Mapped[str | None] = mapped_column(sa.String(1000))
-    # An IKP item outside the drug scope is kept with the reason, so the facility sees what was refused.
+    # A refused item is kept with the reason, so the facility sees what was refused.
     refused_reason: Mapped[str | None] = mapped_column(sa.String(400))
 
 

@@ -22,6 +22,14 @@ class UnknownLocation(LookupError):
     """The request names a location the facility does not have."""
 
 
+class PortalRefused(Exception):
+    """A portal request to a practitioner the portal does not offer; ``notice`` tells the facility."""
+
+    def __init__(self, notice: domain.ProblemNotice) -> None:
+        super().__init__(notice.problem.name)
+        self.notice = notice
+
+
 @dataclass(frozen=True)
 class RouteRequest:
     request_id: uuid.UUID
@@ -32,6 +40,7 @@ class RouteRequest:
     service_active: bool
     ordering_switch: bool | None  # None: never set for this NPWZ
     ikp_enabled: bool
+    portal: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ class Router:
         if not request.service_active:
             notice = domain.ProblemNotice(domain.Problem.NO_ACTIVE_SERVICE, request.npwz)
             return Routed(domain.RoutingOutcome(None, (notice,)), None, None, None)
+        refusal = domain.portal_refusal(request.npwz, target) if request.portal else None
+        if refusal is not None:
+            raise PortalRefused(refusal)
         duty = location.duty_practitioner_id
         tiers = domain.routing_tiers(target, str(location.id), str(duty) if duty else None)
         for number, tier in enumerate(tiers):

@@ -36,19 +36,24 @@ class _Out(BaseModel):
 
 
 class SettingsIn(_In):
-    mode: ServiceMode
-    activated_on: Day | None = Field(
-        default=None, description="demo: the day demo mode was switched on; full: the purchase date"
+    mode: ServiceMode = Field(
+        description="demo (3 months, once per facility: asked for again after it was used, 422 naming `mode`), "
+        "full (12 months from the purchase, today), or off. Asking for the mode that is running keeps its period."
     )
-    drug_scope: DrugScope = DrugScope.ANY
+    activated_on: Day | None = Field(
+        default=None,
+        description="optional: the server's date (Europe/Warsaw) is the activation or purchase date; "
+        "any other date is refused (422)",
+    )
+    drug_scope: DrugScope = Field(
+        default=DrugScope.ANY, description="what the portal may order; IKP orders are taken as P1 delivers them"
+    )
     problem_email: EmailStr | None = Field(default=None, max_length=254)
 
     @model_validator(mode="after")
     def _dates_match_mode(self) -> SettingsIn:
         if self.mode is ServiceMode.OFF and self.activated_on is not None:
             raise ValueError("activated_on: a service that is off has no activation date")
-        if self.mode is not ServiceMode.OFF and self.activated_on is None:
-            raise ValueError(f"activated_on: the {self.mode.value} mode needs an activation date")
         return self
 
 
@@ -60,6 +65,9 @@ class SettingsOut(BaseModel):
     drug_scope: DrugScope
     problem_email: str | None
     ikp_enabled: bool
+    demo_used_on: dt.date | None = Field(
+        description="the day demo mode was first switched on; once set, demo mode can no longer be asked for"
+    )
 
 
 class OrderingIn(_In):
@@ -109,7 +117,10 @@ class RouteKindOut(enum.StrEnum):
 
 class RequestOut(BaseModel):
     id: uuid.UUID
-    status: str = Field(description="booked, unassigned (no slot: the facility was notified), refused, issued")
+    status: str = Field(
+        description="booked, unassigned (no slot: the facility was notified), refused (a polled IKP request that "
+        "could not be taken, e.g. its location is gone: the facility was notified), issued"
+    )
     source: RequestSource
     patient_pesel: str
     practitioner_npwz: str
@@ -122,7 +133,9 @@ class RequestOut(BaseModel):
     booking_id: uuid.UUID | None
     items: list[ItemOut]
     comment: str | None
-    problems: list[int] = Field(description="the problem notifications raised (DOMAIN.md 2), by number")
+    problems: list[int] = Field(
+        description="the problem notifications raised (DOMAIN.md 2), by number; 6: the request or items were refused"
+    )
     created_at: dt.datetime
 
 

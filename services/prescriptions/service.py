@@ -32,10 +32,10 @@ from services.prescriptions.models import (
     PrescriptionRequest,
     RequestItem,
 )
-from services.prescriptions.routing import Routed, Router, RouteRequest, UnknownLocation
+from services.prescriptions.routing import PortalRefused, Routed, Router, RouteRequest, UnknownLocation
 from services.scheduling.client import SchedulingClientError, SchedulingUnavailable
 from services.scheduling.schemas import PractitionerOut
-from shared.db import updated_rows, utcnow
+from shared.db import updated_rows, upsert_insert, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
 
@@ -66,6 +66,7 @@ def settings_out(row: FacilitySettings | None, today: dt.date) -> schemas.Settin
         drug_scope=domain.DrugScope(row.drug_scope) if row else domain.DrugScope.ANY,
         problem_email=row.problem_email if row else None,
         ikp_enabled=row.ikp_enabled if row else False,
+        demo_used_on=row.demo_used_on if row else None,
     )
 
 
@@ -76,12 +77,26 @@ async def get_settings(session: AsyncSession, facility_id: str, today: dt.date) 
 async def put_settings(
     uow: UnitOfWork, facility_id: str, body: schemas.SettingsIn, today: dt.date
 ) -> schemas.SettingsOut:
-    row = await uow.session.get(FacilitySettings, facility_id, with_for_update=True)
-    if row is None:
-        row = FacilitySettings(facility_id=facility_id, ikp_enabled=False)
-        uow.session.add(row)
-    row.mode = body.mode.value
-    row.activated_on = body.activated_on
+    """The activation date is today's (``domain.next_activation``); the facility's row is created if
+    missing and then locked, so two administrators asking for demo at once use it once."""
+    insert = upsert_insert(uow.session)
+    await uow.session.execute(
+        insert(FacilitySettings)
+        .values(facility_id=facility_id, mode="off", drug_scope="any", ikp_enabled=False, updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[FacilitySettings.facility_id])
+    )
+    row = await uow.session.get(FacilitySettings, facility_id, with_for_update=True, populate_existing=True)
+    assert row is not None  # inserted above if it was missing
+    try:
+        activation = domain.next_activation(
+            _activation(row), row.demo_used_on is not None, body.mode, today, body.activated_on
+        )
+    except domain.PrescriptionError as error:
+        raise _problem(error) from None
+    row.mode = activation.mode.value
+    row.activated_on = activation.activated_on
+    if activation.mode is domain.ServiceMode.DEMO and row.demo_used_on is None:
+        row.demo_used_on = activation.activated_on
     row.drug_scope = body.drug_scope.value
     row.problem_email = str(body.problem_email) if body.problem_email else None
     row.updated_at = utcnow()
@@ -199,6 +214,18 @@ def _scope_refusal(refused: Sequence[domain.RefusedItem], items: Sequence[domain
     return Unprocessable("; ".join(r.reason for r in refused), code="drug-not-on-patient-account", errors=errors)
 
 
+def _portal_refusal(notice: domain.ProblemNotice) -> Unprocessable:
+    if notice.problem is domain.Problem.NO_PRACTITIONER_WITH_NPWZ:
+        message = f"no practitioner with NPWZ {notice.npwz} works in this facility"
+    else:
+        message = (
+            f"prescription ordering is not enabled for the practitioner with NPWZ {notice.npwz}: "
+            "the portal takes orders only for practitioners the facility enabled"
+        )
+    error = FieldError(field="body.practitioner_npwz", message=message)
+    return Unprocessable(message, code="practitioner-not-offered", errors=[error])
+
+
 def _emit_problems(
     uow: UnitOfWork,
     facility_id: str,
@@ -218,9 +245,16 @@ def _emit_problems(
                 problem_email=email,
                 npwz=notice.npwz,
                 request_id=request_id,
+                details=list(notice.details),
             ),
             facility_id=facility_id,
         )
+
+
+# Why a polled IKP request is refused when its location is gone (stored on each item, and told to
+# the facility in Polish). The portal and the API answer 422 instead: their caller named the location.
+LOCATION_GONE = "the location the request was addressed to does not exist in this facility"
+LOCATION_GONE_PL = "Lokalizacja, do której wystawiono zamówienie, nie istnieje w placówce."
 
 
 class Requests:
@@ -239,9 +273,10 @@ class Requests:
         *,
         item_ids: Sequence[str] = (),
     ) -> PrescriptionRequest | None:
-        """Route and store one request. Portal refusals raise 422; IKP requests are always stored.
+        """Route and store one request. Portal refusals raise 422; polled IKP requests are always stored.
 
-        The scheduling service is asked with no transaction open here. ``item_ids``: the IKP items
+        Every refusal (of the request or of some items) notifies the facility (DOMAIN.md 2). The
+        scheduling service is asked with no transaction open here. ``item_ids``: the IKP items
         sealed into this request; None is returned (nothing stored, the booking released) when
         another replica sealed them first.
         """
@@ -252,26 +287,41 @@ class Requests:
         scope = domain.DrugScope(context.settings.drug_scope) if context.settings else domain.DrugScope.ANY
         check = domain.check_drug_scope(draft.items, draft.source, scope, context.account)
         portal = draft.source is domain.RequestSource.PORTAL
-        if portal and check.refused:
+        if check.refused:  # only the portal's own drug scope refuses items
+            notice = domain.refusal_notice(draft.npwz, [r.reason_pl for r in check.refused])
+            await _notify(new_uow, draft.facility_id, notice, email)
             raise _scope_refusal(check.refused, draft.items)
         if portal and not active:
             notice = domain.ProblemNotice(domain.Problem.NO_ACTIVE_SERVICE, draft.npwz)
-            async with new_uow() as uow:
-                _emit_problems(uow, draft.facility_id, [notice], email, None)
-                await uow.commit()
+            await _notify(new_uow, draft.facility_id, notice, email)
             raise Unprocessable(f"{notice.text.problem_en} {notice.text.fix_en}", code="ordering-not-active")
         request_id = uuid.uuid4()
-        routed = await self._route(draft, request_id, context, active, now, bool(check.accepted))
+        refused: dict[int, str] = {}
+        notices: tuple[domain.ProblemNotice, ...] = ()
+        try:
+            routed = await self._route(draft, request_id, context, active, now)
+        except PortalRefused as refused_here:
+            await _notify(new_uow, draft.facility_id, refused_here.notice, email)
+            raise _portal_refusal(refused_here.notice) from None
+        except UnknownLocation:
+            if not item_ids:
+                raise Unprocessable.field("body.location_id", "no such location in this facility") from None
+            # Polled from P1: nobody can correct the location in an answer, so the request is stored
+            # refused and the facility told, instead of the items waiting for ever.
+            routed = None
+            refused = dict.fromkeys(range(len(draft.items)), LOCATION_GONE)
+            notices = (domain.refusal_notice(draft.npwz, [LOCATION_GONE_PL]),)
+        if routed is not None:
+            notices = routed.outcome.problems
         async with new_uow() as uow:
-            row = self._row(draft, request_id, check, routed)
+            row = self._row(draft, request_id, refused, routed, notices)
             uow.session.add(row)
             if item_ids and not await _claim_items(uow.session, item_ids, request_id):
                 await uow.rollback()
                 if routed is not None and routed.booking is not None:
                     await self.router.scheduling.cancel_booking(draft.facility_id, routed.booking.id)
                 return None
-            if routed is not None:
-                _emit_problems(uow, draft.facility_id, routed.outcome.problems, email, request_id)
+            _emit_problems(uow, draft.facility_id, notices, email, request_id)
             uow.emit(
                 events.RequestAccepted(
                     request_id=request_id,
@@ -294,10 +344,7 @@ class Requests:
         context: _Context,
         active: bool,
         now: dt.datetime,
-        any_item: bool,
-    ) -> Routed | None:
-        if not any_item:
-            return None
+    ) -> Routed:
         ikp_enabled = context.settings.ikp_enabled if context.settings else False
         request = RouteRequest(
             request_id,
@@ -308,11 +355,10 @@ class Requests:
             active,
             context.switch,
             ikp_enabled,
+            portal=draft.source is domain.RequestSource.PORTAL,
         )
         try:
             return await self.router.route(request, now)
-        except UnknownLocation:
-            raise Unprocessable.field("body.location_id", "no such location in this facility") from None
         except SchedulingUnavailable as exc:
             raise ProblemError(
                 "the scheduling service is unavailable; nothing was stored - please try again",
@@ -324,16 +370,20 @@ class Requests:
 
     @staticmethod
     def _row(
-        draft: RequestDraft, request_id: uuid.UUID, check: domain.ScopeCheck, routed: Routed | None
+        draft: RequestDraft,
+        request_id: uuid.UUID,
+        refused: dict[int, str],
+        routed: Routed | None,
+        notices: Sequence[domain.ProblemNotice],
     ) -> PrescriptionRequest:
-        refused = {id(r.item): r.reason for r in check.refused}
+        """``refused``: the reason per item position; ``routed`` None: the whole request was refused."""
         items = [
             RequestItem(
                 position=i,
                 drug=item.drug,
                 packages=item.packages,
                 comment=item.comment,
-                refused_reason=refused.get(id(item)),
+                refused_reason=refused.get(i),
             )
             for i, item in enumerate(draft.items)
         ]
@@ -348,10 +398,10 @@ class Requests:
             items=items,
             created_at=utcnow(),
         )
+        row.problems = ",".join(str(int(n.problem)) for n in notices) or None
         if routed is None:
             row.status = REFUSED
             return row
-        row.problems = ",".join(str(int(p.problem)) for p in routed.outcome.problems) or None
         choice, booking = routed.outcome.choice, routed.booking
         if choice is None or booking is None:
             row.status = UNASSIGNED
@@ -364,6 +414,16 @@ class Requests:
         row.booking_id = booking.id
         row.slot_start = routed.slot_start
         return row
+
+
+async def _notify(
+    new_uow: Callable[[], UnitOfWork], facility_id: str, notice: domain.ProblemNotice, email: str | None
+) -> None:
+    """The notice of a request refused before anything is stored: its own transaction, committed
+    before the caller answers 422 (the refusal is what the facility must hear of)."""
+    async with new_uow() as uow:
+        _emit_problems(uow, facility_id, [notice], email, None)
+        await uow.commit()
 
 
 async def _claim_items(session: AsyncSession, item_ids: Sequence[str], request_id: uuid.UUID) -> bool:

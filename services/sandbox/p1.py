@@ -6,8 +6,9 @@ Behaviour, so tests and demos can steer it:
   ``p1_ikp_confirm_seconds`` have passed (read from the injectable clock, so a test moves time
   instead of sleeping); ``POST /ikp/{facility_id}/confirm`` confirms at once.
 - Patient play: ``POST /ikp/requests`` is what a patient does on IKP (only for a facility whose
-  integration is enabled); ``GET /ikp/requests`` is the facility's poll, resumed by ``after``: every
-  item gets a strictly increasing ``sequence`` on submit.
+  integration is enabled), optionally addressed to one of the facility's departments (its
+  ``department_code``, which every polled item then carries); ``GET /ikp/requests`` is the
+  facility's poll, resumed by ``after``: every item gets a strictly increasing ``sequence`` on submit.
 - E-prescriptions: ``POST /prescriptions`` registers a package, idempotent by ``package_key``;
   ``POST /packages/lookup`` finds it by access code and PESEL together; realisations are idempotent
   by ``realisation_id``; the first pharmacy to realise a prescription holds it; a prescription with a
@@ -82,6 +83,11 @@ class IkpRequestsIn(_In):
     facility_id: Identifier
     patient_pesel: Pesel
     doctor_npwz: LooseNpwz
+    department_code: str | None = Field(
+        default=None,
+        pattern=r"^\d{4}$",
+        description="the facility's department (VII część kodu resortowego) the order is addressed to",
+    )
     items: list[IkpItemIn] = Field(min_length=1, max_length=20)
 
 
@@ -91,6 +97,7 @@ class IkpItemOut(BaseModel):
     facility_id: str
     patient_pesel: str
     doctor_npwz: str
+    department_code: str | None = None
     drug: str
     packages: int
     comment: str | None
@@ -382,6 +389,7 @@ async def ikp_submit(body: IkpRequestsIn, state: StateDep) -> IkpSubmittedOut:
             facility_id=body.facility_id,
             patient_pesel=body.patient_pesel,
             doctor_npwz=body.doctor_npwz,
+            department_code=body.department_code,
             drug=item.drug,
             packages=item.packages,
             comment=item.comment,

@@ -15,9 +15,11 @@ from typing import Any
 
 import httpx
 
+from shared.clock import Clock, FixedClock
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import (
     DOCTOR,
+    DUTY,
     FACILITY,
     OTHER,
     PATIENT,
@@ -128,9 +130,13 @@ async def test_enabling_names_each_missing_prerequisite_and_changes_nothing(clin
     assert _fields(refused) == ["prescription_ordering"]
     assert "activate it in the prescriptions settings" in _problem(refused, 422)["detail"]
 
-    expired = await clinic.client.put(
-        f"{RX}/settings", json={"mode": "demo", "activated_on": _day(-120)}, headers=clinic.admin
-    )
+    # Bought 400 days ago (the prescriptions service's clock then), so expired today.
+    prescriptions = clinic.service("prescriptions").state.ctx
+    prescriptions.clock = FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(days=400))
+    bought = await clinic.client.put(f"{RX}/settings", json={"mode": "full"}, headers=clinic.admin)
+    assert bought.status_code == 200, bought.text
+    prescriptions.clock = Clock()
+    expired = await clinic.client.get(f"{RX}/settings", headers=clinic.admin)
     assert expired.json()["active"] is False
     await clinic.settle()
     assert _fields(await clinic.post(f"{IKP}/enable", {})) == ["prescription_ordering"]
@@ -146,9 +152,7 @@ async def test_enabling_names_each_missing_prerequisite_and_changes_nothing(clin
 
     # Ordering active, but no work type visible online: only online registration is missing.
     offline = await _token(clinic, "facility_admin", "clinic-offline")
-    activated = await clinic.client.put(
-        f"{RX}/settings", json={"mode": "full", "activated_on": _day(0)}, headers=offline
-    )
+    activated = await clinic.client.put(f"{RX}/settings", json={"mode": "full"}, headers=offline)
     assert activated.status_code == 200
     hidden = await clinic.post("/api/v1/scheduling/work-types", {"name": "Recepty", "visible_online": False}, offline)
     assert hidden.status_code == 201
@@ -576,3 +580,58 @@ async def test_a_disabled_integration_fetches_no_more_ikp_items(clinic: Clinic) 
     await clinic.settle()
     await clinic.service("prescriptions").state.ctx.extras["sealer"].seal_due(_later())
     assert await _requests(clinic) == []
+
+
+async def test_the_duty_doctor_search_starts_at_the_location_the_ikp_order_was_addressed_to(clinic: Clinic) -> None:
+    # C (department 0020) has OTHER as its duty doctor; the poller, DOCTOR, polls from A (0010),
+    # whose duty doctor is DUTY. DOCTOR has no prescription slot: every order goes to a duty doctor.
+    await _ikp_ready(clinic)
+    await _stop_background_passes(clinic)
+    north = await clinic.created("/api/v1/scheduling/locations", {"name": "C", "department_code": "0020"})
+    duty_c = await clinic.client.put(
+        f"/api/v1/scheduling/locations/{north['id']}/duty-practitioner",
+        json={"practitioner_id": clinic.ids[OTHER]},
+        headers=clinic.admin,
+    )
+    assert duty_c.status_code == 200, duty_c.text
+    clinic.ids["C"] = north["id"]
+    await clinic.schedule(DUTY, "A", "rx", 2, "07:00", "07:15")  # the earliest slot of all, but A's duty doctor
+    await clinic.schedule(OTHER, "A", "rx", 2, "08:00", "08:15")  # C's duty doctor at another location
+    await clinic.schedule(OTHER, "C", "rx", 3, "08:00", "08:15")  # C's duty doctor at C: later, yet first
+    poller = clinic.service("integration").state.ctx.extras["poller"]
+    sealer = clinic.service("prescriptions").state.ctx.extras["sealer"]
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+
+    async def ordered(pesel: str, department_code: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "facility_id": FACILITY,
+            "patient_pesel": pesel,
+            "doctor_npwz": DOCTOR,
+            "items": [{"drug": "Metformax 500", "packages": 1, "submitted_at": at.isoformat()}],
+        }
+        if department_code is not None:
+            body["department_code"] = department_code
+        assert (await clinic.client.post(f"{P1}/ikp/requests", json=body)).status_code == 201
+        assert await poller.poll_all() == 1
+        await clinic.settle()
+        assert await sealer.seal_due(_later()) == 1
+        (request,) = await _requests(clinic, pesel)
+        return request
+
+    async def slot_location(request: dict[str, Any]) -> str:
+        slots = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()
+        location: str = next(s["location_id"] for s in slots if s["id"] == request["slot_id"])
+        return location
+
+    to_c = await ordered(PATIENT, "0020")
+    assert (to_c["location_id"], to_c["routed_to"], to_c["assigned_npwz"]) == (north["id"], "duty", OTHER)
+    assert await slot_location(to_c) == north["id"] and to_c["slot_start"].startswith(_day(3))
+
+    # C's duty doctor has no slot left at C: then that duty doctor elsewhere, never A's duty doctor.
+    c_elsewhere = await ordered(PATIENT_2, "0020")
+    assert (c_elsewhere["location_id"], c_elsewhere["assigned_npwz"]) == (north["id"], OTHER)
+    assert await slot_location(c_elsewhere) == clinic.ids["A"]
+
+    # Not addressed to any department: the poller's location A, so A's duty doctor.
+    unaddressed = await ordered("92010100010", None)
+    assert (unaddressed["location_id"], unaddressed["assigned_npwz"]) == (clinic.ids["A"], DUTY)

@@ -10,19 +10,23 @@ prescription and online work types, demo mode active, ordering on for DOCTOR and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import re
 import uuid
 from typing import Any
 
 import httpx
 
+from shared.clock import FixedClock
 from shared.events import Envelope
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import (
     DOCTOR,
     DUTY,
     FACILITY,
+    OTHER,
     PATIENT,
     PATIENT_2,
     WARSAW,
@@ -41,6 +45,7 @@ MIDWIFE = "6000002A"
 DENTIST = "1950280"
 FELDSHER = "2053227"
 BAD_NPWZ = "1047515"  # DOCTOR with a wrong check digit
+UNKNOWN_NPWZ = "1855252"  # a valid number no practitioner of the facility has
 BAD_PESEL = "44051401358"  # PATIENT with a wrong checksum
 ROLES = ("patient", "registrar", "practitioner", "pharmacist", "facility_admin", "partner")
 
@@ -128,7 +133,22 @@ async def _issued(clinic: Clinic, *prescriptions: dict[str, Any]) -> tuple[dict[
 # ----------------------------------------------------------------------------- settings
 
 
-async def test_settings_active_until_is_3_or_12_months_later_clamped_to_the_month_end(clinic: Clinic) -> None:
+def _on(clinic: Clinic, day: str) -> None:
+    """The prescriptions service's today (Europe/Warsaw) is ``day``: its clock stands at noon there."""
+    noon = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(12), WARSAW)
+    clinic.service("prescriptions").state.ctx.clock = FixedClock(noon.astimezone(dt.UTC))
+
+
+async def _put_settings(clinic: Clinic, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    answer = await clinic.client.put(f"{RX}/settings", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    settings: dict[str, Any] = answer.json()
+    return settings
+
+
+async def test_settings_active_until_is_3_or_12_months_from_todays_activation_clamped_to_the_month_end(
+    clinic: Clinic,
+) -> None:
     cases = [
         ("demo", "2026-11-30", "2027-02-28"),
         ("demo", "2027-11-30", "2028-02-29"),  # a leap year's February
@@ -138,56 +158,139 @@ async def test_settings_active_until_is_3_or_12_months_later_clamped_to_the_mont
         ("full", "2026-01-31", "2027-01-31"),
         ("full", "2026-12-31", "2027-12-31"),
     ]
-    for mode, activated_on, until in cases:
-        body = {"mode": mode, "activated_on": activated_on, "problem_email": "recepty@clinic.example"}
-        answer = await clinic.client.put(f"{RX}/settings", json=body, headers=clinic.admin)
-        assert answer.status_code == 200, answer.text
-        assert (answer.json()["mode"], answer.json()["active_until"]) == (mode, until), (mode, activated_on)
+    for number, (mode, today, until) in enumerate(cases):
+        _on(clinic, today)
+        admin = await _role_token(clinic, "facility_admin", f"clinic-months-{number}")  # demo: once per facility
+        body = {"mode": mode, "problem_email": "recepty@clinic.example"}
+        answer = await _put_settings(clinic, body, admin)
+        assert (answer["mode"], answer["activated_on"], answer["active_until"]) == (mode, today, until), today
+        assert answer["active"] is True
 
-    stored = await clinic.client.get(f"{RX}/settings", headers=clinic.desk)
+    stored = await clinic.client.get(
+        f"{RX}/settings", headers=await _role_token(clinic, "registrar", "clinic-months-6")
+    )
     assert stored.status_code == 200
     assert stored.json() == {
         "mode": "full",
         "activated_on": "2026-12-31",
         "active_until": "2027-12-31",
-        "active": dt.date(2026, 12, 31) <= _today() <= dt.date(2027, 12, 31),
+        "active": True,
         "drug_scope": "any",
         "problem_email": "recepty@clinic.example",
         "ikp_enabled": False,
+        "demo_used_on": None,
     }
 
-    off = await clinic.client.put(f"{RX}/settings", json={"mode": "off"}, headers=clinic.admin)
-    assert off.status_code == 200
-    assert (off.json()["activated_on"], off.json()["active_until"], off.json()["active"]) == (None, None, False)
+    off = await _put_settings(clinic, {"mode": "off"}, await _role_token(clinic, "facility_admin", "clinic-months-6"))
+    assert (off["activated_on"], off["active_until"], off["active"]) == (None, None, False)
 
 
-async def test_settings_are_active_only_from_the_activation_day_through_the_last_day(clinic: Clinic) -> None:
-    async def active(mode: str, activated_on: str) -> bool:
-        answer = await clinic.client.put(
-            f"{RX}/settings", json={"mode": mode, "activated_on": activated_on}, headers=clinic.admin
-        )
+async def test_settings_are_active_from_the_activation_day_through_the_last_day(clinic: Clinic) -> None:
+    admin = await _role_token(clinic, "facility_admin", "clinic-days")
+
+    async def active_on(day: str) -> bool:
+        _on(clinic, day)
+        answer = await clinic.client.get(f"{RX}/settings", headers=admin)
         assert answer.status_code == 200, answer.text
-        again = await clinic.client.get(f"{RX}/settings", headers=clinic.admin)
-        assert again.json()["active"] is answer.json()["active"]
         flag: bool = answer.json()["active"]
         return flag
 
-    assert await active("demo", _in(0)) is True
-    assert await active("full", _in(0)) is True
-    assert await active("demo", _in(1)) is False  # not yet: activated tomorrow
-    assert await active("full", _in(7)) is False
-    assert await active("demo", _in(-200)) is False  # expired: 3 months are over
-    assert await active("full", _in(-400)) is False
-    today = _today()
-    if (today.month, today.day) != (2, 29):  # a year ago "today" exists: the last active day is today
-        year_ago = today.replace(year=today.year - 1)
-        assert await active("full", year_ago.isoformat()) is True
-        assert await active("full", (year_ago - dt.timedelta(days=1)).isoformat()) is False
+    _on(clinic, "2026-11-30")
+    await _put_settings(clinic, {"mode": "demo"}, admin)
+    assert [await active_on(d) for d in ("2026-11-29", "2026-11-30", "2027-02-28", "2027-03-01")] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    _on(clinic, "2027-03-01")
+    await _put_settings(clinic, {"mode": "full"}, admin)  # bought the day after the demo ended
+    assert [await active_on(d) for d in ("2027-02-28", "2027-03-01", "2028-03-01", "2028-03-02")] == [
+        False,
+        True,
+        True,
+        False,
+    ]
 
     # An inactive service refuses portal requests: the flag is what ordering obeys.
-    await active("demo", _in(1))
+    await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
+    _on(clinic, _in(0))
+    assert (await clinic.request(DOCTOR)).status_code == 201
+    _on(clinic, (dt.date.fromisoformat(_in(0)) + dt.timedelta(days=200)).isoformat())  # the fixture's demo is over
     refused = await clinic.request(DOCTOR)
     assert "no active online prescription-ordering service" in _problem(refused, 422)["detail"]
+
+
+async def test_the_activation_date_is_the_servers_today_and_any_other_date_is_refused(clinic: Clinic) -> None:
+    admin = await _role_token(clinic, "facility_admin", "clinic-dates")
+    _on(clinic, "2026-12-08")
+    for mode in ("demo", "full"):
+        for day in ("2026-12-07", "2026-12-09", "2020-01-01"):
+            answer = await clinic.client.put(f"{RX}/settings", json={"mode": mode, "activated_on": day}, headers=admin)
+            assert _fields(answer) == ["body.activated_on"], (mode, day)
+            assert "today (2026-12-08)" in _problem(answer, 422)["detail"]
+    untouched = (await clinic.client.get(f"{RX}/settings", headers=admin)).json()
+    assert (untouched["mode"], untouched["demo_used_on"]) == ("off", None)  # the refused demo was not used
+
+    dated = await _put_settings(clinic, {"mode": "full", "activated_on": "2026-12-08"}, admin)
+    undated = await _put_settings(clinic, {"mode": "full", "drug_scope": "patient_account"}, admin)
+    assert dated["activated_on"] == undated["activated_on"] == "2026-12-08"
+    assert undated["drug_scope"] == "patient_account"
+
+
+async def test_demo_mode_is_used_once_per_facility_then_the_service_can_only_be_bought(clinic: Clinic) -> None:
+    admin = await _role_token(clinic, "facility_admin", "clinic-demo-once")
+    _on(clinic, "2026-12-08")
+    demo = await _put_settings(clinic, {"mode": "demo"}, admin)
+    assert (demo["mode"], demo["activated_on"], demo["active_until"], demo["demo_used_on"]) == (
+        "demo",
+        "2026-12-08",
+        "2027-03-08",
+        "2026-12-08",
+    )
+    # Asked for again while it runs (to change the e-mail): the same period, not a second demo.
+    _on(clinic, "2027-01-15")
+    again = await _put_settings(clinic, {"mode": "demo", "problem_email": "nowy@clinic.example"}, admin)
+    assert (again["activated_on"], again["active_until"], again["problem_email"]) == (
+        "2026-12-08",
+        "2027-03-08",
+        "nowy@clinic.example",
+    )
+
+    async def demo_refused() -> None:
+        answer = await clinic.client.put(f"{RX}/settings", json={"mode": "demo"}, headers=admin)
+        assert _fields(answer) == ["body.mode"]
+        assert "can now only be bought (mode full)" in _problem(answer, 422)["detail"]
+
+    _on(clinic, "2027-03-09")  # expired ...
+    assert (await clinic.client.get(f"{RX}/settings", headers=admin)).json()["active"] is False
+    await demo_refused()
+    await _put_settings(clinic, {"mode": "off"}, admin)  # ... or switched off
+    await demo_refused()
+    stored = (await clinic.client.get(f"{RX}/settings", headers=admin)).json()
+    assert (stored["mode"], stored["demo_used_on"]) == ("off", "2026-12-08")
+
+    full = await _put_settings(clinic, {"mode": "full"}, admin)
+    assert (full["mode"], full["activated_on"], full["active_until"], full["active"]) == (
+        "full",
+        "2027-03-09",
+        "2028-03-09",
+        True,
+    )
+    await demo_refused()  # from full mode too
+    assert (await clinic.client.get(f"{RX}/settings", headers=admin)).json() == full
+
+
+async def test_two_administrators_switching_demo_on_at_once_use_it_once(clinic: Clinic) -> None:
+    admins = [await _role_token(clinic, "facility_admin", "clinic-race") for _ in range(2)]
+    _on(clinic, "2026-12-08")
+    answers = await asyncio.gather(
+        *(clinic.client.put(f"{RX}/settings", json={"mode": "demo"}, headers=admin) for admin in admins)
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert {(a.json()["activated_on"], a.json()["demo_used_on"]) for a in answers} == {("2026-12-08", "2026-12-08")}
+    _on(clinic, "2027-03-09")
+    assert _fields(await clinic.client.put(f"{RX}/settings", json={"mode": "demo"}, headers=admins[0])) == ["body.mode"]
 
 
 async def test_settings_bad_input_names_the_field_and_changes_nothing(clinic: Clinic) -> None:
@@ -196,8 +299,7 @@ async def test_settings_bad_input_names_the_field_and_changes_nothing(clinic: Cl
         ({"mode": "demo", "activated_on": _in(0), "problem_email": "not-an-email"}, "body.problem_email"),
         ({"mode": "demo", "activated_on": _in(0), "problem_email": "a" * 250 + "@x.pl"}, "body.problem_email"),
         ({"mode": "off", "activated_on": _in(0)}, "body.activated_on"),
-        ({"mode": "demo"}, "body.activated_on"),
-        ({"mode": "full", "activated_on": None}, "body.activated_on"),
+        ({"mode": "full", "activated_on": _in(-1)}, "body.activated_on"),
         ({"mode": "demo", "activated_on": "2026-02-30"}, "body.activated_on"),
         ({"mode": "trial", "activated_on": _in(0)}, "body.mode"),
         ({"activated_on": _in(0)}, "body.mode"),
@@ -235,7 +337,7 @@ async def test_settings_belong_to_one_facility(clinic: Clinic) -> None:
     assert (theirs.json()["mode"], theirs.json()["active"], theirs.json()["problem_email"]) == ("off", False, None)
 
     changed = await clinic.client.put(
-        f"{RX}/settings", json={"mode": "full", "activated_on": _in(-1), "problem_email": "x@y.pl"}, headers=elsewhere
+        f"{RX}/settings", json={"mode": "full", "problem_email": "x@y.pl"}, headers=elsewhere
     )
     assert changed.status_code == 200
     ours = (await clinic.client.get(f"{RX}/settings", headers=clinic.admin)).json()
@@ -253,7 +355,8 @@ async def test_the_ordering_switch_per_npwz_validates_the_check_digit_and_steers
         f"{RX}/practitioners/{DOCTOR}/ordering", json={"enabled": False}, headers=clinic.admin
     )
     assert (off.status_code, off.json()) == (200, {"npwz": DOCTOR, "enabled": False})
-    to_duty = (await clinic.request(DOCTOR)).json()
+    assert _fields(await clinic.request(DOCTOR)) == ["body.practitioner_npwz"]  # the portal no longer offers DOCTOR
+    to_duty = (await clinic.request(DOCTOR, source="ikp")).json()
     assert (to_duty["routed_to"], to_duty["assigned_npwz"], to_duty["problems"]) == ("duty", DUTY, [2])
 
     on = await clinic.client.put(f"{RX}/practitioners/{DOCTOR}/ordering", json={"enabled": True}, headers=clinic.admin)
@@ -286,6 +389,31 @@ async def test_the_ordering_switch_per_npwz_validates_the_check_digit_and_steers
         _problem(refused, 403)
     still_own = (await clinic.request(DOCTOR)).json()
     assert still_own["routed_to"] == "own"  # the refused switches changed nothing
+
+
+async def test_a_portal_request_to_a_practitioner_without_ordering_is_refused_not_rerouted(clinic: Clinic) -> None:
+    await clinic.schedule(OTHER, "A", "rx", 1, "08:00", "08:30")  # ordering never switched on for OTHER
+    await clinic.schedule(DUTY, "A", "rx", 1, "09:00", "09:30")  # a duty slot the portal must not take
+    patient = await _role_token(clinic, "patient")
+
+    for npwz in (OTHER, UNKNOWN_NPWZ):
+        for headers in (clinic.desk, patient):
+            refused = await clinic.post(f"{RX}/requests", _order(clinic, practitioner_npwz=npwz), headers)
+            assert _fields(refused) == ["body.practitioner_npwz"], (npwz, refused.text)
+            assert npwz in _problem(refused, 422)["detail"]
+    assert (await clinic.client.get(f"{RX}/requests", headers=clinic.desk)).json() == []
+    duty_slot = await clinic.client.get(
+        "/api/v1/scheduling/slots", params={"practitioner_id": clinic.ids[DUTY]}, headers=clinic.desk
+    )
+    assert [s["status"] for s in duty_slot.json()] == ["free", "free"]  # nothing was booked
+    notices = await _problems_raised(clinic)
+    assert [(n["problem"], n["npwz"]) for n in notices] == [(2, OTHER)] * 2 + [(5, UNKNOWN_NPWZ)] * 2
+
+    # Switched on, OTHER is offered: the portal books OTHER's own slot.
+    await clinic.client.put(f"{RX}/practitioners/{OTHER}/ordering", json={"enabled": True}, headers=clinic.admin)
+    taken = await clinic.post(f"{RX}/requests", _order(clinic, practitioner_npwz=OTHER), patient)
+    assert taken.status_code == 201, taken.text
+    assert (taken.json()["routed_to"], taken.json()["assigned_npwz"], taken.json()["problems"]) == ("own", OTHER, [])
 
 
 # ----------------------------------------------------------------------------- the patient's account
@@ -679,8 +807,22 @@ async def test_only_the_practitioner_named_in_the_token_issues_and_only_in_their
     assert issued.status_code == 201, issued.text
 
 
-async def test_issuing_on_an_ikp_request_whose_every_item_was_refused_conflicts(clinic: Clinic) -> None:
+async def _problems_raised(clinic: Clinic) -> list[dict[str, Any]]:
+    """The payloads of the problem notices the prescriptions service wrote, oldest first."""
+    return [json.loads(e)["payload"] for e in await clinic.events("prescriptions.problem.raised")]
+
+
+async def test_ikp_items_for_drugs_prescribed_elsewhere_are_taken_as_p1_sends_them(clinic: Clinic) -> None:
+    # The portal's scope is "only drugs from the patient's account" and the account is empty: P1
+    # already limited the IKP items to the patient's history (a specialist's, a private prescription).
+    scoped = await clinic.client.put(
+        f"{RX}/settings",
+        json={"mode": "full", "activated_on": _in(0), "drug_scope": "patient_account"},
+        headers=clinic.admin,
+    )
+    assert scoped.status_code == 200, scoped.text
     await _ikp_ready(clinic)
+    await clinic.schedule(DOCTOR, "A", "rx", 2, "08:00", "09:00")
     at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     played = await clinic.client.post(
         "/sandbox/p1/ikp/requests",
@@ -689,17 +831,101 @@ async def test_issuing_on_an_ikp_request_whose_every_item_was_refused_conflicts(
             "patient_pesel": PATIENT,
             "doctor_npwz": DOCTOR,
             "items": [
-                {"drug": "Nieznany lek", "packages": 1, "submitted_at": at.isoformat()},
-                {"drug": "Inny lek", "packages": 2, "submitted_at": (at + dt.timedelta(seconds=30)).isoformat()},
+                {"drug": "Concor 5 (od kardiologa)", "packages": 1, "submitted_at": at.isoformat()},
+                {"drug": "Euthyrox N 50", "packages": 2, "submitted_at": (at + dt.timedelta(seconds=30)).isoformat()},
             ],
         },
     )
     assert played.status_code == 201, played.text
+
     requests = await _poll_and_seal(clinic)
+
+    assert len(requests) == 1
+    taken = requests[0]
+    assert (taken["source"], taken["status"], taken["routed_to"], taken["problems"]) == ("ikp", "booked", "own", [])
+    assert [(i["drug"], i["refused_reason"]) for i in taken["items"]] == [
+        ("Concor 5 (od kardiologa)", None),
+        ("Euthyrox N 50", None),
+    ]
+    assert await _problems_raised(clinic) == []
+    issued = await clinic.post(
+        f"{RX}/requests/{taken['id']}/issue", _issue_body(_rx(drug="Concor 5 (od kardiologa)")), await _doctor(clinic)
+    )
+    assert issued.status_code == 201, issued.text
+
+
+async def test_a_portal_request_outside_the_drug_scope_is_refused_and_the_facility_is_notified(clinic: Clinic) -> None:
+    await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
+    scoped = await clinic.client.put(
+        f"{RX}/settings",
+        json={
+            "mode": "full",
+            "activated_on": _in(0),
+            "drug_scope": "patient_account",
+            "problem_email": "problemy@clinic.example",
+        },
+        headers=clinic.admin,
+    )
+    assert scoped.status_code == 200, scoped.text
+    await clinic.post(f"{RX}/patients/{PATIENT}/account-drugs", {"drug": "Metformax 500"}, clinic.desk)
+
+    refused = await clinic.request(DOCTOR, "Metformax 500", "Xanax 1")
+
+    assert _fields(refused) == ["body.items.1.drug"]
+    assert "Xanax 1 was not previously prescribed" in _problem(refused, 422)["detail"]
+    assert (await clinic.client.get(f"{RX}/requests", headers=clinic.desk)).json() == []
+    notices = await _problems_raised(clinic)
+    assert len(notices) == 1
+    notice = notices[0]
+    assert (notice["problem"], notice["problem_email"], notice["npwz"]) == (6, "problemy@clinic.example", DOCTOR)
+    assert len(notice["details"]) == 1 and "Xanax 1" in notice["details"][0]
+    assert "Metformax" not in notice["details"][0] and PATIENT not in json.dumps(notice)
+
+    accepted = await clinic.request(DOCTOR, "Metformax 500")
+    assert accepted.status_code == 201, accepted.text
+    assert len(await _problems_raised(clinic)) == 1  # an accepted request raises no notice
+
+
+async def test_a_polled_ikp_request_whose_location_is_gone_is_stored_refused_and_noticed_not_left_waiting(
+    clinic: Clinic,
+) -> None:
+    await clinic.schedule(DOCTOR, "A", "rx", 1, "08:00", "09:00")
+    gone = str(uuid.uuid4())  # the location the items name no longer exists in the facility
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    bus = clinic.app.state.gateway.bus
+    for number, drug in enumerate(("Nieznany lek", "Inny lek")):
+        item = {
+            "item_id": f"p1-item-{number}",
+            "sequence": number + 1,
+            "patient_pesel": PATIENT,
+            "doctor_npwz": DOCTOR,
+            "drug": drug,
+            "packages": 1,
+            "comment": None,
+            "submitted_at": (at + dt.timedelta(seconds=30 * number)).isoformat(),
+            "location_id": gone,
+        }
+        await bus.publish(Envelope(type="integration.ikp.item_received", facility_id=FACILITY, payload=item))
+    await bus.drain()
+    sealer = clinic.service("prescriptions").state.ctx.extras["sealer"]
+
+    assert await sealer.seal_due(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) == 1
+    assert await sealer.seal_due(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)) == 0  # not again
+
+    requests = (await clinic.client.get(f"{RX}/requests", headers=clinic.desk)).json()
     assert len(requests) == 1
     refused = requests[0]
-    assert (refused["source"], refused["status"], refused["slot_id"]) == ("ikp", "refused", None)
-    assert all("not previously prescribed" in (i["refused_reason"] or "") for i in refused["items"])
+    assert (refused["source"], refused["status"], refused["slot_id"], refused["problems"]) == (
+        "ikp",
+        "refused",
+        None,
+        [6],
+    )
+    assert refused["location_id"] == gone
+    assert all("location" in (i["refused_reason"] or "") for i in refused["items"])
+    notices = await _problems_raised(clinic)
+    assert [(n["problem"], n["request_id"]) for n in notices] == [(6, refused["id"])]
+    assert "Lokalizacja" in notices[0]["details"][0]
 
     answer = await clinic.post(
         f"{RX}/requests/{refused['id']}/issue", _issue_body(_rx(drug="Nieznany lek")), await _doctor(clinic)

@@ -263,11 +263,23 @@ async def test_submitted_items_get_ids_increasing_sequences_and_a_default_submis
     assert (second["drug"], second["packages"], second["comment"]) == ("Bisocard", 2, "jak zwykle")
     assert (first["facility_id"], first["patient_pesel"], first["doctor_npwz"]) == (FACILITY, PESEL, "1234567")
     assert first["comment"] is None
+    assert first["department_code"] is None  # addressed to no department in particular
+
+
+async def test_an_order_addressed_to_a_department_carries_its_code_on_every_polled_item(
+    sandbox: httpx.AsyncClient,
+) -> None:
+    await enabled(sandbox)
+    items = await submitted(sandbox, "Metformax", "Bisocard", department_code="0020")
+    assert [i["department_code"] for i in items] == ["0020", "0020"]
+    assert [i["department_code"] for i in (await poll(sandbox))["items"]] == ["0020", "0020"]
 
 
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
+        ({"department_code": "20"}, "body.department_code"),
+        ({"department_code": "00a0"}, "body.department_code"),
         ({"patient_pesel": "44051401358"}, "body.patient_pesel"),
         ({"doctor_npwz": "123456789"}, "body.doctor_npwz"),
         ({"doctor_npwz": ""}, "body.doctor_npwz"),

@@ -202,6 +202,26 @@ async def test_a_problem_notification_is_emailed_to_the_facility_in_the_words_of
     assert "włączenie usługi Zamawiania recept on-line w ustawieniach placówki" in body
 
 
+async def test_a_refused_portal_request_is_emailed_to_the_facility_naming_what_was_refused(clinic: Clinic) -> None:
+    scoped = await clinic.client.put(
+        "/api/v1/prescriptions/settings",
+        json={"mode": "demo", "drug_scope": "patient_account", "problem_email": "problemy@clinic.example"},
+        headers=clinic.admin,
+    )
+    assert scoped.status_code == 200, scoped.text
+    refused = await clinic.request(DOCTOR, "Xanax 1")
+    assert refused.status_code == 422
+
+    await _deliver(clinic)
+
+    mails = (await clinic.client.get("/sandbox/mail/messages", params={"to": "problemy@clinic.example"})).json()
+    assert len(mails) == 1
+    body = (await clinic.client.get(f"/sandbox/mail/messages/{mails[0]['id']}")).json()["text"]
+    assert "Odrzucono zamówienie na receptę" in body
+    assert "Szczegóły:\n- Lek Xanax 1 nie był wcześniej przepisany pacjentowi w tej placówce" in body
+    assert PATIENT not in body
+
+
 async def test_bad_contact_input_is_refused_naming_the_field(clinic: Clinic) -> None:
     bad = await clinic.client.put(
         f"/api/v1/notifications/patients/{PATIENT}/contact",

@@ -344,6 +344,15 @@ def test_problem_email_carries_the_problem_and_the_fix_verbatim(problem: Any) ->
     assert rendered.html is None
 
 
+def test_a_refusal_notice_lists_what_was_refused_and_an_older_notice_has_no_list() -> None:
+    refused = ["Lek Xanax 1 nie był wcześniej przepisany pacjentowi w tej placówce (brak na koncie pacjenta)."]
+    rendered = render("email/problem", **{**CONTEXTS["problem"], "problem": 6, "details": refused})
+    assert f"Szczegóły:\n- {refused[0]}\n" in rendered.text
+
+    assert "Szczegóły" not in render("email/problem", **{**CONTEXTS["problem"], "details": []}).text
+    assert "Szczegóły" not in render("email/problem", **CONTEXTS["problem"]).text  # events from before
+
+
 def test_problem_email_without_npwz_or_request() -> None:
     rendered = render("email/problem", **{**CONTEXTS["problem"], "npwz": None, "request_id": None})
 

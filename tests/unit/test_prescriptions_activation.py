@@ -1,4 +1,4 @@
-"""Facility activation of prescription ordering: demo 3 months, full 12 months, month clamping."""
+"""Facility activation of prescription ordering: demo 3 months once, full 12 months from today, month clamping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.prescriptions.domain import PrescriptionError, ServiceActivation, ServiceMode, add_months
+from services.prescriptions.domain import (
+    PrescriptionError,
+    ServiceActivation,
+    ServiceMode,
+    add_months,
+    next_activation,
+)
 
 D = dt.date
 
@@ -67,3 +73,53 @@ def test_add_months_lands_in_the_right_month_never_later_day(start: dt.date, mon
     assert (moved.year * 12 + moved.month) - (start.year * 12 + start.month) == months
     assert moved.day <= start.day
     assert moved.day == start.day or (moved + dt.timedelta(days=1)).day == 1
+
+
+TODAY = D(2026, 12, 8)
+OFF = ServiceActivation(ServiceMode.OFF)
+DEMO, FULL = ServiceMode.DEMO, ServiceMode.FULL
+
+
+def refused(field: str, *args: object) -> str:
+    with pytest.raises(PrescriptionError) as error:
+        next_activation(*args)  # type: ignore[arg-type]
+    assert error.value.field == field
+    return error.value.message
+
+
+@pytest.mark.parametrize("mode", [DEMO, FULL])
+def test_demo_and_full_start_today_whether_the_date_is_left_out_or_is_today(mode: ServiceMode) -> None:
+    for sent in (None, TODAY):
+        assert next_activation(OFF, False, mode, TODAY, sent) == ServiceActivation(mode, TODAY)
+
+
+@pytest.mark.parametrize("sent", [TODAY - dt.timedelta(days=1), TODAY + dt.timedelta(days=1), D(2000, 1, 1)])
+@pytest.mark.parametrize("mode", [DEMO, FULL])
+def test_any_date_but_today_is_refused(mode: ServiceMode, sent: dt.date) -> None:
+    message = refused("activated_on", OFF, False, mode, TODAY, sent)
+    assert "today (2026-12-08)" in message and sent.isoformat() in message
+
+
+def test_off_has_no_date_and_keeps_nothing_running() -> None:
+    assert next_activation(ServiceActivation(FULL, TODAY), True, ServiceMode.OFF, TODAY) == OFF
+    assert "no activation date" in refused("activated_on", OFF, False, ServiceMode.OFF, TODAY, TODAY)
+
+
+def test_demo_once_even_after_it_was_switched_off_or_expired() -> None:
+    running = ServiceActivation(DEMO, D(2026, 9, 8))  # last active day: 2026-12-08
+    expired = ServiceActivation(DEMO, D(2026, 9, 7))  # last active day: 2026-12-07
+    assert next_activation(running, True, DEMO, TODAY) == running  # asked again while it runs: kept
+    for current in (expired, OFF, ServiceActivation(FULL, D(2026, 1, 1))):
+        message = refused("mode", current, True, DEMO, TODAY, None)
+        assert "can now only be bought (mode full)" in message
+    assert next_activation(OFF, False, DEMO, TODAY) == ServiceActivation(DEMO, TODAY)  # never used: allowed
+
+
+def test_from_demo_full_is_bought_today_and_a_running_full_keeps_its_period() -> None:
+    demo = ServiceActivation(DEMO, D(2026, 11, 1))
+    assert next_activation(demo, True, FULL, TODAY) == ServiceActivation(FULL, TODAY)
+    bought = ServiceActivation(FULL, D(2025, 12, 8))  # last active day: today
+    assert next_activation(bought, True, FULL, TODAY) == bought
+    assert next_activation(bought, True, FULL, TODAY + dt.timedelta(days=1)) == ServiceActivation(
+        FULL, TODAY + dt.timedelta(days=1)
+    )  # expired the day before: bought again from that day

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from hypothesis import given
@@ -15,9 +16,12 @@ from services.prescriptions.domain import (
     RouteKind,
     RoutingOutcome,
     TargetDoctor,
+    portal_refusal,
     route_candidates,
     route_request,
 )
+from services.prescriptions.routing import ordering_enabled
+from services.scheduling.schemas import PractitionerOut, Profession
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 HERE, THERE = "loc-here", "loc-there"
@@ -190,7 +194,7 @@ def test_problem_texts_use_the_source_wording() -> None:
     )
     assert "lekarza i lekarza dyżurnego" in PROBLEM_TEXTS[Problem.NO_FREE_SLOTS_DOCTOR_AND_DUTY].problem_pl
     assert "NPWZ" in PROBLEM_TEXTS[Problem.NO_PRACTITIONER_WITH_NPWZ].fix_pl
-    assert [p.value for p in Problem] == [1, 2, 3, 4, 5]
+    assert [p.value for p in Problem] == [1, 2, 3, 4, 5, 6]  # 6: a refused request or items
 
 
 slots_strategy = st.lists(
@@ -222,3 +226,27 @@ def test_routing_properties(own: list[FreeSlot], duty: list[FreeSlot], target: T
     else:
         assert outcome.choice is None
         assert problems(outcome)[-1] is Problem.NO_FREE_SLOTS_DOCTOR_AND_DUTY
+
+
+def test_the_portal_takes_a_request_only_for_a_practitioner_with_ordering_enabled() -> None:
+    assert portal_refusal(NPWZ, DOC) is None
+    disabled = portal_refusal(NPWZ, DISABLED)
+    assert disabled is not None
+    assert (disabled.problem, disabled.npwz, disabled.practitioner_id) == (Problem.NOT_ENABLED_FOR_DOCTOR, NPWZ, "doc")
+    unknown = portal_refusal(NPWZ, None)
+    assert unknown is not None and (unknown.problem, unknown.npwz) == (Problem.NO_PRACTITIONER_WITH_NPWZ, NPWZ)
+
+
+@pytest.mark.parametrize(
+    ("switch", "ikp", "poz", "enabled"),
+    [
+        (True, False, False, True),  # switched on by the facility
+        (False, True, True, False),  # switched off explicitly: IKP does not switch it back on
+        (None, True, True, True),  # IKP integration enables every POZ doctor
+        (None, True, False, False),  # ... but not a specialist
+        (None, False, True, False),  # nothing switched on at all
+    ],
+)
+def test_who_has_ordering_enabled(switch: bool | None, ikp: bool, poz: bool, enabled: bool) -> None:
+    practitioner = PractitionerOut(id=uuid.uuid4(), name="Dr", npwz=NPWZ, profession=Profession.doctor, poz=poz)
+    assert ordering_enabled(practitioner, switch, ikp) is enabled

@@ -1,4 +1,4 @@
-"""Drug scope: IKP always, portal under patient_account, only drugs on the patient's account."""
+"""Drug scope: the portal under patient_account takes only drugs on the patient's account; IKP takes what P1 sends."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import pytest
 
 from services.prescriptions.domain import (
     DrugScope,
+    Problem,
     RequestItem,
     RequestSource,
     check_drug_scope,
     normalise_drug_name,
+    refusal_notice,
 )
 
 ACCOUNT = ["Euthyrox N 50", "Metformax  500"]
@@ -19,8 +21,10 @@ ITEMS = (RequestItem("euthyrox n 50", 2, None), RequestItem("Xanax", 1, None), R
 @pytest.mark.parametrize(
     ("source", "scope", "restricted"),
     [
-        (RequestSource.IKP, DrugScope.ANY, True),
-        (RequestSource.IKP, DrugScope.PATIENT_ACCOUNT, True),
+        # P1 already limits IKP items to the patient's history, also drugs from a specialist or private
+        # practice this facility's account never saw: the facility's scope is the portal's alone.
+        (RequestSource.IKP, DrugScope.ANY, False),
+        (RequestSource.IKP, DrugScope.PATIENT_ACCOUNT, False),
         (RequestSource.PORTAL, DrugScope.PATIENT_ACCOUNT, True),
         (RequestSource.PORTAL, DrugScope.ANY, False),
     ],
@@ -38,9 +42,25 @@ def test_who_is_restricted(source: RequestSource, scope: DrugScope, restricted: 
 
 
 def test_empty_account_refuses_everything_under_restriction() -> None:
-    result = check_drug_scope(ITEMS, RequestSource.IKP, DrugScope.ANY, [])
+    result = check_drug_scope(ITEMS, RequestSource.PORTAL, DrugScope.PATIENT_ACCOUNT, [])
     assert result.accepted == ()
     assert len(result.refused) == 3
+
+
+def test_an_ikp_item_never_on_the_account_is_accepted_whatever_the_scope() -> None:
+    for scope in DrugScope:
+        result = check_drug_scope(ITEMS, RequestSource.IKP, scope, [])
+        assert (result.accepted, result.refused) == (ITEMS, ())
+
+
+def test_a_refusal_notice_names_every_reason_and_needs_one() -> None:
+    refused = check_drug_scope(ITEMS, RequestSource.PORTAL, DrugScope.PATIENT_ACCOUNT, []).refused
+    notice = refusal_notice("5425740", [r.reason_pl for r in refused])
+    assert (notice.problem, notice.npwz) == (Problem.REQUEST_REFUSED, "5425740")
+    assert len(notice.details) == 3 and "Xanax" in notice.details[1]
+    assert notice.text.problem_pl.startswith("Odrzucono zamówienie")
+    with pytest.raises(ValueError, match="at least one reason"):
+        refusal_notice("5425740", [])
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Pure prescription rules: activation, IKP grouping, drug scope, routing, issuing, identifiers."""
 
-from .activation import MODE_MONTHS, ServiceActivation, ServiceMode, add_months
+from .activation import MODE_MONTHS, ServiceActivation, ServiceMode, add_months, next_activation
 from .errors import PrescriptionError
 from .grouping import (
     DEFAULT_GAP,
@@ -43,6 +43,7 @@ from .routing import (
     RoutingOutcome,
     RoutingTier,
     TargetDoctor,
+    portal_refusal,
     route_candidates,
     route_request,
     routing_problems,
@@ -55,6 +56,7 @@ from .scope import (
     ScopeCheck,
     check_drug_scope,
     normalise_drug_name,
+    refusal_notice,
     restricted_to_account,
 )
 
@@ -105,9 +107,12 @@ __all__ = [
     "new_access_code",
     "new_package_key",
     "new_prescription_key",
+    "next_activation",
     "normalise_comment",
     "normalise_drug_name",
     "parse_profession",
+    "portal_refusal",
+    "refusal_notice",
     "restricted_to_account",
     "route_candidates",
     "route_request",

@@ -6,11 +6,12 @@ at that duty doctor's other locations. Earliest slot first within each tier (tie
 
 Choices where the source is silent:
 - No active service (problem 1): the request is not routed at all; only problem 1 is raised.
-- Doctor not enabled (2), no free slot of the doctor (3), no practitioner with the NPWZ (5): the
+- Doctor not enabled (2), no free slot of the doctor (3), no practitioner with the NPWZ (5): an IKP
   request still goes to the duty doctor (the source: "W przypadku braku możliwości zapisania
   zamówienia ... do wybranego lekarza np. z powodu braku wolnych terminów lub braku lekarza ...
   zapisywane w harmonogramie tzw. dyżurnego"), and the notification is raised as well. A disabled
-  doctor's slots are never used.
+  doctor's slots are never used. A portal request to a disabled or unknown doctor is refused
+  instead (``portal_refusal``); one to an enabled doctor without a free slot goes to the duty doctor.
 - When the duty doctor has no slot either (or the location has no duty doctor), problem 4 is raised
   and nothing is booked; it replaces problem 3 and is added to problems 2 and 5.
 - Racing: ``taken`` lists slots lost to a concurrent booking; the caller retries with them excluded
@@ -31,6 +32,9 @@ class Problem(enum.IntEnum):
     NO_FREE_SLOTS_DOCTOR = 3
     NO_FREE_SLOTS_DOCTOR_AND_DUTY = 4
     NO_PRACTITIONER_WITH_NPWZ = 5
+    # Not one of the source's five: DOMAIN.md 2 wants every refused request or item noticed, and
+    # none of the five says "refused" (e.g. a drug outside the portal's drug scope).
+    REQUEST_REFUSED = 6
 
 
 @dataclass(frozen=True)
@@ -77,14 +81,25 @@ PROBLEM_TEXTS: dict[Problem, ProblemText] = {
         "Fill in the NPWZ on the practitioner's record, then check that the doctor's slots, "
         "including prescription slots, are published.",
     ),
+    Problem.REQUEST_REFUSED: ProblemText(
+        "Odrzucono zamówienie na receptę lub jego pozycje.",
+        "Rozwiązaniem jest sprawdzenie podanych powodów odrzucenia i, jeśli zamówienie powinno zostać przyjęte, "
+        "poprawienie ustawień placówki (zakres leków, konto pacjenta, lokalizacje) albo kontakt z pacjentem.",
+        "A prescription order or some of its items were refused.",
+        "Check the reasons given; if the order should have been accepted, correct the facility's settings "
+        "(drug scope, the patient's account, locations) or contact the patient.",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class ProblemNotice:
+    """``details``: what exactly was refused and why (Polish sentences), for the refusal notice."""
+
     problem: Problem
     npwz: str | None = None
     practitioner_id: str | None = None
+    details: tuple[str, ...] = ()
 
     @property
     def text(self) -> ProblemText:
@@ -155,6 +170,21 @@ def routing_tiers(target: TargetDoctor | None, location_id: str, duty_doctor_id:
         tiers.append(RoutingTier(RouteKind.DUTY, duty_doctor_id, only_at=location_id))
         tiers.append(RoutingTier(RouteKind.DUTY, duty_doctor_id, not_at=location_id))
     return tuple(tiers)
+
+
+def portal_refusal(npwz: str, target: TargetDoctor | None) -> ProblemNotice | None:
+    """Why a portal request to ``target`` is refused, as the facility's notice; None: it is taken.
+
+    DOMAIN.md 2: the portal offers ordering only for practitioners the facility enabled, so a portal
+    request to anyone else (ordering off, or no practitioner with the NPWZ) is refused with 422 and
+    never rerouted: the duty doctor with notices 2 and 5 is the IKP path, where the patient could
+    not choose.
+    """
+    if target is None:
+        return ProblemNotice(Problem.NO_PRACTITIONER_WITH_NPWZ, npwz)
+    if not target.ordering_enabled:
+        return ProblemNotice(Problem.NOT_ENABLED_FOR_DOCTOR, npwz, target.practitioner_id)
+    return None
 
 
 def route_candidates(

@@ -1,9 +1,14 @@
 """Drug scope: which ordered drugs a request may contain.
 
-IKP requests always, and portal requests under scope ``patient_account``, accept only drugs on the
-patient's account (drugs previously prescribed to the patient by the facility; the caller supplies
-that list). Names are compared normalised: Unicode NFKC, case-folded, runs of whitespace collapsed
-to one space, ends stripped. Diacritics are NOT removed ("ł" has no decomposition anyway, and
+The scope is the facility's portal setting: portal requests under ``patient_account`` accept only
+drugs on the patient's account (drugs previously prescribed to the patient by the facility; the
+caller supplies that list). IKP requests are taken as P1 delivers them: P1 already limits them to
+the patient's e-prescription history, whoever prescribed the drug (a specialist, privately - the
+KS-SOMED guide: "Zamówienie może również obejmować leki wystawione ... u specjalisty lub
+prywatnie"), which this facility's account does not know.
+
+Names are compared normalised: Unicode NFKC, case-folded, runs of whitespace collapsed to one
+space, ends stripped. Diacritics are NOT removed ("ł" has no decomposition anyway, and
 stripping would merge names that differ in Polish).
 """
 
@@ -16,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .grouping import RequestItem
+from .routing import Problem, ProblemNotice
 
 
 class RequestSource(enum.StrEnum):
@@ -52,7 +58,7 @@ class ScopeCheck:
 
 
 def restricted_to_account(source: RequestSource, scope: DrugScope) -> bool:
-    return source is RequestSource.IKP or scope is DrugScope.PATIENT_ACCOUNT
+    return source is RequestSource.PORTAL and scope is DrugScope.PATIENT_ACCOUNT
 
 
 def check_drug_scope(
@@ -71,3 +77,10 @@ def check_drug_scope(
             name = item.drug.strip()
             refused.append(RefusedItem(item, REFUSAL_EN.format(drug=name), REFUSAL_PL.format(drug=name)))
     return ScopeCheck(tuple(accepted), tuple(refused))
+
+
+def refusal_notice(npwz: str, reasons_pl: Sequence[str]) -> ProblemNotice:
+    """The facility's notice of a refused request or items: one notice naming every reason."""
+    if not reasons_pl:
+        raise ValueError("a refusal notice needs at least one reason")
+    return ProblemNotice(Problem.REQUEST_REFUSED, npwz, details=tuple(reasons_pl))
