@@ -13,6 +13,7 @@ from pydantic import AwareDatetime
 from services.scheduling import schemas, service
 from services.scheduling.models import Location, Practitioner, WorkType
 from shared.app import ContextDep
+from shared.audit import AuditEntry, record_read
 from shared.auth import CurrentPrincipal, Principal, Role, allow
 from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound, Unprocessable
 
@@ -22,6 +23,8 @@ ADMIN = (Role.facility_admin,)
 STAFF = (Role.facility_admin, Role.registrar)
 CLINIC = (Role.facility_admin, Role.registrar, Role.practitioner, Role.partner)
 BOOKERS = (Role.facility_admin, Role.registrar, Role.partner, Role.patient)
+BOOKING_LIST = "scheduling.booking.list"
+BOOKING_READ = "scheduling.booking.read"
 
 
 def _tz(ctx: ContextDep) -> ZoneInfo:
@@ -173,7 +176,7 @@ async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) 
     _patient_rules(who, body)
     async with ctx.uow() as uow:
         return await service.book(
-            uow, who.require_facility(), body, ctx.clock.now(), online_only=who.role == Role.patient
+            uow, who.require_facility(), body, ctx.clock.now(), online_only=who.role == Role.patient, who=who
         )
 
 
@@ -187,7 +190,7 @@ async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) 
 async def book_earliest(body: schemas.EarliestBookingIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     """Book the earliest free slot of a practitioner (optionally at, or not at, a location)."""
     async with ctx.uow() as uow:
-        return await service.book_earliest(uow, who.require_facility(), body, ctx.clock.now())
+        return await service.book_earliest(uow, who.require_facility(), body, ctx.clock.now(), who=who)
 
 
 @router.get("/bookings", response_model=list[schemas.BookingOut], **allow(*CLINIC))
@@ -200,7 +203,7 @@ async def list_bookings(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[schemas.BookingOut]:
     async with ctx.sessions() as session:
-        return await service.list_bookings(
+        bookings = await service.list_bookings(
             session,
             who.require_facility(),
             status=status,
@@ -208,6 +211,10 @@ async def list_bookings(
             start_from=start_from,
             limit=limit,
         )
+    # Audited before the answer leaves: one event, a row per booking (patient) shown.
+    entries = [AuditEntry(resource=service.booking_resource(b.id), patient_pesel=b.patient_pesel) for b in bookings]
+    await record_read(ctx.uow, who, BOOKING_LIST, entries, at=ctx.clock.now())
+    return bookings
 
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingOut, **allow(*CLINIC, Role.patient))
@@ -216,6 +223,8 @@ async def get_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrinci
         booking = await service.get_booking(session, who.require_facility(), booking_id)
     if who.role == Role.patient and booking.patient_pesel != who.pesel:
         raise NotFound(f"booking {booking_id} not found")
+    entry = AuditEntry(resource=service.booking_resource(booking.id), patient_pesel=booking.patient_pesel)
+    await record_read(ctx.uow, who, BOOKING_READ, [entry], at=ctx.clock.now())
     return booking
 
 
@@ -223,7 +232,12 @@ async def get_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrinci
 async def cancel_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     async with ctx.uow() as uow:
         return await service.cancel(
-            uow, who.require_facility(), booking_id, patient_pesel=who.pesel if who.role == Role.patient else None
+            uow,
+            who.require_facility(),
+            booking_id,
+            patient_pesel=who.pesel if who.role == Role.patient else None,
+            who=who,
+            now=ctx.clock.now(),
         )
 
 

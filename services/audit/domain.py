@@ -1,0 +1,63 @@
+"""The audit's rules, without I/O: who sees which rows, how a row is shown, what retention keeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from shared.audit import AccessRecorded
+from shared.auth import Principal, Role
+from shared.logging import mask_pesel
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose rows a reader may list: one facility's, or (``tenant`` None) everybody's."""
+
+    tenant: str | None
+
+
+def events_scope(who: Principal) -> Scope:
+    """facility_admin: rows of its facility; operator: all (the route admits no one else)."""
+    if who.role == Role.operator:
+        return Scope(tenant=None)
+    return Scope(tenant=who.require_facility())
+
+
+def masked(pesel: str | None) -> str | None:
+    """A PESEL as the audit shows it: the birth year's two digits, the rest hidden."""
+    return None if pesel is None else mask_pesel(pesel)
+
+
+def rows_of(event_id: uuid.UUID, payload: AccessRecorded) -> list[dict[str, Any]]:
+    """One row per entry, numbered so that a redelivery of the same event collides on (event, position)."""
+    return [
+        {
+            "event_id": event_id,
+            "position": position,
+            "at": payload.at,
+            "actor": payload.actor,
+            "role": payload.role,
+            "tenant": payload.tenant,
+            "action": payload.action,
+            "resource": entry.resource,
+            "patient_pesel": entry.patient_pesel,
+            "request_id": payload.request_id,
+        }
+        for position, entry in enumerate(payload.entries)
+    ]
+
+
+def retention_cutoff(now: dt.datetime, years: int) -> dt.datetime:
+    """Rows from before this instant are past retention: ``years`` calendar years before ``now``.
+
+    29 February of a leap year counts back to 28 February (the later-kept side: never too early).
+    """
+    if years < 1:
+        raise ValueError("retention is at least one year")
+    try:
+        return now.replace(year=now.year - years)
+    except ValueError:  # 29 February into a common year
+        return now.replace(year=now.year - years, day=28)

@@ -1,0 +1,13 @@
+"""The audit service's settings: the shared ones plus how long rows are kept."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class AuditSettings(Settings):
+    service_name: str = "audit"
+    # Medical documentation is kept 20 years (ustawa o prawach pacjenta, art. 29): so is who saw it.
+    audit_retention_years: int = Field(default=20, ge=1, le=100)
