@@ -84,13 +84,17 @@ async def list_events(
     "/me",
     response_model=list[schemas.MyAccessOut],
     summary="Who read or changed my data (a patient), newest first",
+    description="A token of a facility's portal sees the accesses in that facility; a token bound to no "
+    "facility, every access to the patient's data.",
     **allow(Role.patient),
 )
 async def my_accesses(
     ctx: ContextDep, who: CurrentPrincipal, limit: Limit = 100, before: Before = None
 ) -> list[schemas.MyAccessOut]:
     async with ctx.sessions() as session:
-        rows = await service.list_events(session, tenant=None, patient_pesel=who.pesel, before=before, limit=limit)
+        rows = await service.list_events(
+            session, tenant=domain.my_scope(who).tenant, patient_pesel=who.pesel, before=before, limit=limit
+        )
     return [
         schemas.MyAccessOut(id=r.id, at=r.at, actor_role=r.role, tenant=r.tenant, action=r.action, resource=r.resource)
         for r in rows

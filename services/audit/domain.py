@@ -26,6 +26,13 @@ def events_scope(who: Principal) -> Scope:
     return Scope(tenant=who.require_facility())
 
 
+def my_scope(who: Principal) -> Scope:
+    """A patient's token from a facility's portal is that facility's, like everything else it reads (a
+    token of another facility with the same PESEL must not learn of this one); a token bound to no
+    facility (a national portal) sees every facility's accesses to the patient's data."""
+    return Scope(tenant=who.facility_id)
+
+
 def masked(pesel: str | None) -> str | None:
     """A PESEL as the audit shows it: the birth year's two digits, the rest hidden."""
     return None if pesel is None else mask_pesel(pesel)

@@ -108,3 +108,10 @@ def test_a_long_list_is_split_into_events_of_at_most_max_entries_and_an_empty_on
     recorder.events.clear()
     audit.record_accesses(recorder, _who(), "scheduling.booking.list", [], at=AT)  # type: ignore[arg-type]
     assert recorder.events == []
+
+
+def test_a_patient_sees_the_accesses_in_its_portals_facility_or_everywhere_without_one() -> None:
+    portal = Principal(sub="p", role=Role.patient, pesel="44051401359", facility_id="clinic-a")
+    assert domain.my_scope(portal) == domain.Scope(tenant="clinic-a")
+    national = Principal(sub="p", role=Role.patient, pesel="44051401359")
+    assert domain.my_scope(national) == domain.Scope(tenant=None)
