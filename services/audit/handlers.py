@@ -1,4 +1,6 @@
-"""The one consumer: every ``audit.*`` event becomes its rows, once (inbox and unique (event, position))."""
+"""The one consumer: every ``audit.access.recorded`` event becomes its rows, once (inbox, and unique
+(event, position) beneath it). A payload that does not validate raises: retried, then dead-lettered and
+visible, never dropped."""
 
 from __future__ import annotations
 
@@ -13,8 +15,6 @@ SUBSCRIPTION = "audit"
 
 def subscribe(ctx: ServiceContext) -> None:
     async def handle(envelope: Envelope) -> None:
-        if envelope.type != ACCESS_RECORDED:
-            return  # a newer kind of audit event this version does not know: not ours to guess at
         payload = AccessRecorded.model_validate(envelope.payload)
         async with ctx.sessions() as session, session.begin():
             if await already_processed(session, ctx.inbox_model, SUBSCRIPTION, envelope.id):

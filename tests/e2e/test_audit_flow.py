@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from services.audit.models import AccessEvent
@@ -175,6 +176,10 @@ async def test_a_redelivered_audit_event_writes_its_rows_once(clinic: Clinic) ->
 
     # Stored once by the first delivery (_settle); the two redeliveries were consumed by drain().
     assert await count() == 1
+    # Append-only on SQLite too (the embedded default): a trigger refuses to rewrite a row.
+    async with audit() as session, session.begin():
+        with pytest.raises(sa.exc.IntegrityError, match="append-only"):
+            await session.execute(sa.update(AccessEvent).values(actor="someone-else"))
 
 
 async def test_bad_audit_queries_are_422_naming_the_field(clinic: Clinic) -> None:

@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.audit.app import DEFINITION, create_app
+from services.audit.models import Base
 from services.audit.purge import purge_expired
 from shared.audit import ACCESS_RECORDED, AccessRecorded, AuditEntry
 from shared.auth import Claims, Role, issue_token
@@ -163,3 +166,17 @@ async def test_the_service_runs_as_the_runtime_role_and_stores_a_redelivered_eve
         assert sorted(r["resource"] for r in answer.json()) == ["booking/0", "booking/1", "booking/2"]
         assert {r["patient"] for r in answer.json()} == {"44*********"}
         assert await bus.dead_letters("audit") == []
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": False})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_the_audit_migration_builds_exactly_what_the_models_declare(pg_url: str, roles: Roles) -> None:
+    engine = create_async_engine(pg_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await engine.dispose()
