@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,13 +59,35 @@ class AccessRecorded(EventPayload):
     entries: list[AuditEntry] = Field(min_length=1, max_length=MAX_ENTRIES)
 
 
-def tenant_of(who: Principal) -> str | None:
+SYSTEM_ROLE = "system"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted when no token did: a national system calling in (CeR's webhook, P1's poller)."""
+
+    sub: str
+    role: str
+    tenant: str | None
+
+    @classmethod
+    def system(cls, name: str, tenant: str | None) -> Actor:
+        """``Actor.system("cer", facility_id)``: shown as actor ``system:cer`` with role ``system``."""
+        return cls(f"{SYSTEM_ROLE}:{name}", SYSTEM_ROLE, tenant)
+
+
+Who = Principal | Actor
+
+
+def tenant_of(who: Who) -> str | None:
     """The facility or pharmacy whose data the actor works in (a patient: the portal's facility)."""
+    if isinstance(who, Actor):
+        return who.tenant
     return who.facility_id or who.pharmacy_id
 
 
 def access(
-    who: Principal, action: str, entries: Sequence[AuditEntry], *, at: dt.datetime, tenant: str | None = None
+    who: Who, action: str, entries: Sequence[AuditEntry], *, at: dt.datetime, tenant: str | None = None
 ) -> AccessRecorded:
     """The event for ``who`` doing ``action`` at ``at`` (the service's clock) on ``entries``.
 
@@ -83,7 +106,7 @@ def access(
 
 def record_access(
     uow: UnitOfWork,
-    who: Principal,
+    who: Who,
     action: str,
     resource: str,
     patient_pesel: str | None,
@@ -99,7 +122,7 @@ def record_access(
 
 def record_accesses(
     uow: UnitOfWork,
-    who: Principal,
+    who: Who,
     action: str,
     entries: Iterable[AuditEntry],
     *,
@@ -115,7 +138,7 @@ def record_accesses(
 
 async def record_read(
     new_uow: Callable[[], UnitOfWork],
-    who: Principal,
+    who: Who,
     action: str,
     entries: Iterable[AuditEntry],
     *,

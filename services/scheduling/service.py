@@ -25,8 +25,7 @@ from services.scheduling.models import (
     Slot,
     WorkType,
 )
-from shared.audit import record_access
-from shared.auth import Principal
+from shared.audit import Who, record_access
 from shared.db import updated_rows, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, Unprocessable
@@ -339,9 +338,10 @@ async def book(
     now: dt.datetime,
     *,
     online_only: bool = False,
-    who: Principal | None = None,
+    who: Who | None = None,
 ) -> schemas.BookingOut:
-    """``who``: the caller, audited in the booking's own transaction (None: a system, e.g. CeR)."""
+    """``who``: the caller, audited in the booking's own transaction (``shared.audit.Actor.system`` for a
+    national system; None: not audited)."""
     session = uow.session
     slot, cer = await _slot_for_booking(session, data.slot_id, facility_id)
     if domain.has_started(slot.start_at, now):
@@ -379,7 +379,7 @@ async def _commit_booking(
     slot: Slot,
     cer: domain.CerPublication,
     *,
-    who: Principal | None,
+    who: Who | None,
     now: dt.datetime,
 ) -> schemas.BookingOut:
     if who is not None:
@@ -414,7 +414,7 @@ async def book_earliest(
     data: schemas.EarliestBookingIn,
     now: dt.datetime,
     *,
-    who: Principal | None = None,
+    who: Who | None = None,
 ) -> schemas.BookingOut:
     """The earliest free slot that fits, locked with SKIP LOCKED on PostgreSQL so that concurrent
     callers take successive slots. The lock is FOR NO KEY UPDATE: a desk booking's foreign-key check
@@ -475,11 +475,11 @@ async def cancel(
     *,
     patient_pesel: str | None = None,
     by_cer: bool = False,
-    who: Principal | None = None,
+    who: Who | None = None,
     now: dt.datetime | None = None,
 ) -> schemas.BookingOut:
     """``who``: the caller, audited in the cancellation's transaction (a repeated cancellation too:
-    it still showed the booking); None: a system (CeR)."""
+    it still showed the booking); None: not audited."""
     session = uow.session
     booking: Booking = await _owned(session, Booking, booking_id, facility_id, "booking")
     if patient_pesel is not None and booking.patient_pesel != patient_pesel:

@@ -115,3 +115,9 @@ def test_a_patient_sees_the_accesses_in_its_portals_facility_or_everywhere_witho
     assert domain.my_scope(portal) == domain.Scope(tenant="clinic-a")
     national = Principal(sub="p", role=Role.patient, pesel="44051401359")
     assert domain.my_scope(national) == domain.Scope(tenant=None)
+
+
+def test_a_national_system_is_audited_as_a_system_actor_of_the_facility_it_acted_in() -> None:
+    cer = audit.Actor.system("cer", "clinic-a")
+    event = audit.access(cer, "scheduling.booking.create", [audit.AuditEntry(resource="booking/1")], at=AT)
+    assert (event.actor, event.role, event.tenant) == ("system:cer", "system", "clinic-a")
