@@ -25,15 +25,6 @@ async def store(session: AsyncSession, event_id: uuid.UUID, payload: AccessRecor
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def _page_start(session: AsyncSession, before: int | None) -> tuple[dt.datetime, int] | None:
-    if before is None:
-        return None
-    at = await session.scalar(sa.select(AccessEvent.at).where(AccessEvent.id == before))
-    if at is None:
-        raise Unprocessable.field("query.before", f"no audit row {before}: pass the id of a row from a previous page")
-    return at, before
-
-
 async def list_events(
     session: AsyncSession,
     *,
@@ -47,11 +38,12 @@ async def list_events(
     limit: int,
 ) -> Sequence[AccessEvent]:
     """Newest first (ties by id); ``before``: the rows older than that row (keyset paging)."""
-    query = sa.select(AccessEvent)
+    scope: list[sa.ColumnElement[bool]] = []
     if tenant is not None:
-        query = query.where(AccessEvent.tenant == tenant)
+        scope.append(AccessEvent.tenant == tenant)
     if patient_pesel is not None:
-        query = query.where(AccessEvent.patient_pesel == patient_pesel)
+        scope.append(AccessEvent.patient_pesel == patient_pesel)
+    query = sa.select(AccessEvent).where(*scope)
     if actor is not None:
         query = query.where(AccessEvent.actor == actor)
     if action is not None:
@@ -60,10 +52,14 @@ async def list_events(
         query = query.where(AccessEvent.at >= at_from)
     if at_to is not None:
         query = query.where(AccessEvent.at < at_to)
-    start = await _page_start(session, before)
-    if start is not None:
-        at, ident = start
-        query = query.where(sa.or_(AccessEvent.at < at, sa.and_(AccessEvent.at == at, AccessEvent.id < ident)))
+    if before is not None:
+        # The cursor must be a row the reader may see: another facility's row id says nothing here.
+        at = await session.scalar(sa.select(AccessEvent.at).where(AccessEvent.id == before, *scope))
+        if at is None:
+            raise Unprocessable.field(
+                "query.before", f"no audit row {before}: pass the id of a row from a previous page"
+            )
+        query = query.where(sa.or_(AccessEvent.at < at, sa.and_(AccessEvent.at == at, AccessEvent.id < before)))
     query = query.order_by(AccessEvent.at.desc(), AccessEvent.id.desc()).limit(limit)
     return (await session.scalars(query)).all()
 

@@ -79,6 +79,9 @@ async def test_a_desk_booking_shows_in_the_facility_audit_and_the_patients_own_b
 
     elsewhere = await clinic.token(sub="admin-b", role="facility_admin", facility_id="clinic-other")
     assert await _listed(clinic, EVENTS, elsewhere) == []
+    # A's row id as another facility's cursor: as unknown as an id that never existed.
+    foreign = await clinic.client.get(EVENTS, params={"before": rows[0]["id"]}, headers=elsewhere)
+    assert foreign.status_code == 422 and foreign.json()["errors"][0]["field"] == "query.before"
     operator = await clinic.token(sub="ops", role="operator")
     everything = await _listed(clinic, EVENTS, operator, patient_pesel=PATIENT)
     assert f"booking/{booking['id']}" in {r["resource"] for r in everything}
