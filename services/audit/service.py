@@ -15,14 +15,24 @@ from shared.audit import AccessRecorded
 from shared.db import upsert_insert
 from shared.problems import Unprocessable
 
+ROWS_PER_INSERT = 1000
+
 
 async def store(session: AsyncSession, event_id: uuid.UUID, payload: AccessRecorded) -> int:
     """All rows of one event in one INSERT; a row already stored (redelivery) is skipped, not doubled."""
     rows = domain.rows_of(event_id, payload)
     insert = upsert_insert(session)
-    statement = insert(AccessEvent).values(rows).on_conflict_do_nothing(index_elements=["event_id", "position"])
-    result = await session.execute(statement)
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    stored = 0
+    # Both drivers cap a statement's parameters at 32767: at 11 columns a row, 1000 rows a statement.
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        statement = (
+            insert(AccessEvent)
+            .values(rows[start : start + ROWS_PER_INSERT])
+            .on_conflict_do_nothing(index_elements=["event_id", "position"])
+        )
+        result = await session.execute(statement)
+        stored += int(result.rowcount)  # type: ignore[attr-defined]
+    return stored
 
 
 async def list_events(
