@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from shared.audit import AccessRecorded
 from shared.auth import Principal, Role
@@ -57,14 +58,13 @@ def rows_of(event_id: uuid.UUID, payload: AccessRecorded) -> list[dict[str, Any]
     ]
 
 
-def retention_cutoff(now: dt.datetime, years: int) -> dt.datetime:
-    """Rows from before this instant are past retention: ``years`` calendar years before ``now``.
+def retention_cutoff(now: dt.datetime, years: int, tz: ZoneInfo) -> dt.datetime:
+    """Rows from before this instant are past retention.
 
-    29 February of a leap year counts back to 28 February (the later-kept side: never too early).
+    As for medical documentation (ustawa o prawach pacjenta, art. 29 ust. 1: 20 years counted from the
+    end of the calendar year of the entry): a row of year Y is kept through 31 December of Y + ``years``
+    (the suite's timezone), so the cutoff is 1 January of (this year - ``years``), local midnight.
     """
     if years < 1:
         raise ValueError("retention is at least one year")
-    try:
-        return now.replace(year=now.year - years)
-    except ValueError:  # 29 February into a common year
-        return now.replace(year=now.year - years, day=28)
+    return dt.datetime(now.astimezone(tz).year - years, 1, 1, tzinfo=tz)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -34,23 +35,30 @@ def test_a_pesel_is_shown_masked_and_no_patient_stays_none() -> None:
     assert domain.masked(None) is None
 
 
+WARSAW = ZoneInfo("Europe/Warsaw")
+
+
 @pytest.mark.parametrize(
     ("now", "years", "cutoff"),
     [
-        (dt.datetime(2046, 6, 1, 12, tzinfo=dt.UTC), 20, dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)),
-        (dt.datetime(2046, 6, 1, 12, tzinfo=dt.UTC), 1, dt.datetime(2045, 6, 1, 12, tzinfo=dt.UTC)),
-        # 29 February into a common year: the 28th, the side that keeps a day longer, never shorter.
-        (dt.datetime(2028, 2, 29, 0, 30, tzinfo=dt.UTC), 1, dt.datetime(2027, 2, 28, 0, 30, tzinfo=dt.UTC)),
-        (dt.datetime(2048, 2, 29, tzinfo=dt.UTC), 20, dt.datetime(2028, 2, 29, tzinfo=dt.UTC)),
+        # A row of 2026 is kept through 31 December 2046: in 2046 only the rows before 2026 go.
+        (dt.datetime(2046, 6, 1, 12, tzinfo=dt.UTC), 20, dt.datetime(2026, 1, 1, tzinfo=WARSAW)),
+        (dt.datetime(2046, 1, 1, 0, 0, tzinfo=WARSAW), 20, dt.datetime(2026, 1, 1, tzinfo=WARSAW)),
+        (dt.datetime(2045, 12, 31, 23, 59, 59, tzinfo=WARSAW), 20, dt.datetime(2025, 1, 1, tzinfo=WARSAW)),
+        # New Year's night: 23:30 UTC on 31 December is already the new year in Warsaw.
+        (dt.datetime(2045, 12, 31, 23, 30, tzinfo=dt.UTC), 20, dt.datetime(2026, 1, 1, tzinfo=WARSAW)),
+        (dt.datetime(2046, 6, 1, tzinfo=dt.UTC), 1, dt.datetime(2045, 1, 1, tzinfo=WARSAW)),
     ],
 )
-def test_retention_counts_back_calendar_years(now: dt.datetime, years: int, cutoff: dt.datetime) -> None:
-    assert domain.retention_cutoff(now, years) == cutoff
+def test_retention_counts_from_the_end_of_the_rows_calendar_year(
+    now: dt.datetime, years: int, cutoff: dt.datetime
+) -> None:
+    assert domain.retention_cutoff(now, years, WARSAW) == cutoff
 
 
 def test_retention_of_less_than_a_year_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one year"):
-        domain.retention_cutoff(AT, 0)
+        domain.retention_cutoff(AT, 0, WARSAW)
 
 
 def _who() -> Principal:
