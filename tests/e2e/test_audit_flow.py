@@ -141,6 +141,8 @@ async def test_contact_changes_are_audited_and_only_the_patient_and_the_desk_may
     assert saved.status_code == 200, saved.text
     patient = await clinic.token(sub="pacjent", role="patient", pesel=PATIENT, facility_id=FACILITY)
     assert (await clinic.client.put(path, json={"channels": []}, headers=patient)).status_code == 200
+    doctor = await clinic.token(sub="dr", role="practitioner", facility_id=FACILITY, npwz=DOCTOR)
+    assert (await clinic.client.get(path, headers=doctor)).status_code == 200  # a read: audited too
     await _settle(clinic)
 
     rows = await _listed(clinic, EVENTS, clinic.admin, action="notifications.contact.update")
@@ -150,6 +152,8 @@ async def test_contact_changes_are_audited_and_only_the_patient_and_the_desk_may
     ]
     by_desk = await _listed(clinic, EVENTS, clinic.admin, actor="desk")
     assert {r["action"] for r in by_desk} == {"notifications.contact.update"}
+    read = await _listed(clinic, EVENTS, clinic.admin, action="notifications.contact.read")
+    assert [(r["actor"], r["role"], r["patient"]) for r in read] == [("dr", "practitioner", MASKED)]
 
 
 async def test_a_redelivered_audit_event_writes_its_rows_once(clinic: Clinic) -> None:
