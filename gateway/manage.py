@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 
 from gateway.registry import SERVICES, factory
-from shared.db import migrate
+from shared.db import Grants, migrate
 from shared.settings import Settings
 
 
@@ -24,7 +24,8 @@ def migrations_dir(service: str) -> Path:
 async def migrate_services(names: list[str]) -> None:
     for name in names:
         settings = Settings(service_name=name)
-        await migrate(migrations_dir(name), settings.resolved_database_url)
+        grants = Grants.of(settings.database_runtime_role, settings.database_maintenance_role)
+        await migrate(migrations_dir(name), settings.resolved_migration_database_url, grants)
         print(f"{name}: migrated to head")
 
 

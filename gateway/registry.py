@@ -19,6 +19,8 @@ SERVICES: dict[str, str] = {
     "notifications": "services.notifications.app:create_app",
     "pharmacy": "services.pharmacy.app:create_app",
     "reimbursement": "services.reimbursement.app:create_app",
+    # Calls nobody; every other service sends it audit.access.recorded events through the bus.
+    "audit": "services.audit.app:create_app",
 }
 
 # The simulated national systems: started first, never in production, reached under /sandbox.
@@ -33,6 +35,7 @@ DISTRIBUTED_PORTS: dict[str, int] = {
     "notifications": 8104,
     "pharmacy": 8105,
     "reimbursement": 8106,
+    "audit": 8107,
     SANDBOX: 8190,
 }
 

@@ -10,6 +10,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.db import Grants
+
 
 def run(target_metadata: sa.MetaData) -> None:
     url = context.config.get_main_option("sqlalchemy.url")
@@ -39,6 +41,9 @@ def _configure_and_run(connection: Connection, target_metadata: sa.MetaData) -> 
     )
     with context.begin_transaction():
         context.run_migrations()
+        grants = context.config.attributes.get("grants")
+        if isinstance(grants, Grants) and connection.dialect.name == "postgresql":
+            grant(connection, target_metadata, grants)
 
 
 async def _run_online(url: str, target_metadata: sa.MetaData) -> None:
@@ -49,3 +54,31 @@ async def _run_online(url: str, target_metadata: sa.MetaData) -> None:
             await connection.commit()
     finally:
         await engine.dispose()
+
+
+def grant(connection: Connection, target_metadata: sa.MetaData, grants: Grants) -> None:
+    """What the runtime and maintenance roles may do on the service's tables (PostgreSQL only).
+
+    Run after every migration, in its transaction, so a table added later is granted too. The runtime
+    role gets SELECT, INSERT, UPDATE, DELETE, except on append-only tables (``metadata.info["append_only"]``)
+    where it gets SELECT and INSERT only: rows there outlive any bug or compromise of the service. The
+    maintenance role may read and DELETE append-only rows (the retention purge) and nothing else.
+    """
+    quote = connection.dialect.identifier_preparer.quote
+    append_only: frozenset[str] = target_metadata.info.get("append_only", frozenset())
+    tables = [quote(t.name) for t in target_metadata.sorted_tables]
+    kept = [quote(name) for name in sorted(append_only)]
+    changed = [t for t in tables if t not in kept]
+    if grants.runtime_role:
+        role = quote(grants.runtime_role)
+        connection.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+        if changed:
+            connection.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(changed)} TO {role}"))
+        if kept:
+            connection.execute(sa.text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {', '.join(kept)} FROM {role}"))
+            connection.execute(sa.text(f"GRANT SELECT, INSERT ON {', '.join(kept)} TO {role}"))
+        connection.execute(sa.text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"))
+    if grants.maintenance_role and kept:
+        role = quote(grants.maintenance_role)
+        connection.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+        connection.execute(sa.text(f"GRANT SELECT, DELETE ON {', '.join(kept)} TO {role}"))

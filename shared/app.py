@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.bus import EventBus, create_bus
 from shared.clock import Clock
-from shared.db import create_engine, migrate, session_factory
+from shared.db import Grants, create_engine, migrate, session_factory
 from shared.idempotency import IdempotencyMiddleware
 from shared.logging import configure_logging
 from shared.metrics import install_metrics, watch_service
@@ -125,7 +125,8 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.run_migrations:
-            await migrate(definition.migrations_dir, url)
+            grants = Grants.of(settings.database_runtime_role, settings.database_maintenance_role)
+            await migrate(definition.migrations_dir, settings.resolved_migration_database_url, grants)
         if definition.subscribe is not None:
             before = len(the_bus.subscriptions)
             definition.subscribe(ctx)

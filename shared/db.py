@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import stat
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -190,16 +191,30 @@ async def ensure_database(url: str) -> None:
         await admin.dispose()
 
 
-def alembic_config(migrations_dir: Path, url: str) -> Config:
+@dataclass(frozen=True)
+class Grants:
+    """PostgreSQL roles a migration grants to (``shared.alembic_env``); None: that role gets nothing."""
+
+    runtime_role: str | None = None
+    maintenance_role: str | None = None
+
+    @classmethod
+    def of(cls, runtime_role: str | None, maintenance_role: str | None) -> Grants | None:
+        return cls(runtime_role, maintenance_role) if runtime_role or maintenance_role else None
+
+
+def alembic_config(migrations_dir: Path, url: str, grants: Grants | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["grants"] = grants
     return config
 
 
-async def migrate(migrations_dir: Path, url: str) -> None:
-    """Bring the service's database to the newest Alembic revision."""
+async def migrate(migrations_dir: Path, url: str, grants: Grants | None = None) -> None:
+    """Bring the service's database to the newest Alembic revision (as the owner: ``url``), then
+    grant the runtime and maintenance roles what they need (PostgreSQL, when ``grants`` names them)."""
     await ensure_database(url)
     secure_sqlite_file(url)
     # Alembic's env.py runs its own event loop for the async engine, so it gets a thread of its own.
-    await asyncio.to_thread(command.upgrade, alembic_config(migrations_dir, url), "head")
+    await asyncio.to_thread(command.upgrade, alembic_config(migrations_dir, url, grants), "head")

@@ -21,7 +21,16 @@ MIN_SECRET_BYTES = 32
 TEST_ENVIRONMENT_MARKER = "ALLOW_TEST_ENVIRONMENT"
 
 
-PEER_NAMES = ("scheduling", "prescriptions", "integration", "notifications", "pharmacy", "reimbursement", "sandbox")
+PEER_NAMES = (
+    "scheduling",
+    "prescriptions",
+    "integration",
+    "notifications",
+    "pharmacy",
+    "reimbursement",
+    "audit",
+    "sandbox",
+)
 
 
 class Settings(BaseSettings):
@@ -32,6 +41,14 @@ class Settings(BaseSettings):
     # `{service}` is replaced by the service's name, so one embedded process can give every
     # service its own SQLite file while distributed processes get a full URL each.
     database_url: str = "sqlite+aiosqlite:///./var/{service}.db"
+    # The owner's connection for migrations (DDL, grants); unset: DATABASE_URL. In production the
+    # service runs as DATABASE_RUNTIME_ROLE, neither owner nor superuser, so grants bind it.
+    migration_database_url: str | None = None
+    # PostgreSQL roles the migration grants to (unset: no grants, as when everything runs as one user):
+    # the runtime role gets what the service's code does (on append-only tables, such as the access
+    # audit's, only SELECT and INSERT); the maintenance role may DELETE from append-only tables (retention).
+    database_runtime_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    database_maintenance_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # None means the in-process bus (embedded default); an amqp:// URL means RabbitMQ.
     amqp_url: str | None = None
     events_exchange: str = "ehealth.events"
@@ -95,6 +112,7 @@ class Settings(BaseSettings):
     notifications_url: str | None = None
     pharmacy_url: str | None = None
     reimbursement_url: str | None = None
+    audit_url: str | None = None
     sandbox_url: str | None = None
 
     @model_validator(mode="after")
@@ -156,7 +174,14 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        url = self.database_url.replace("{service}", self.service_name)
+        return self._resolved(self.database_url)
+
+    @property
+    def resolved_migration_database_url(self) -> str:
+        return self._resolved(self.migration_database_url or self.database_url)
+
+    def _resolved(self, template: str) -> str:
+        url = template.replace("{service}", self.service_name)
         if url.startswith("sqlite") and ":///" in url:
             path = url.split(":///", 1)[1]
             if path and path != ":memory:":

@@ -23,6 +23,8 @@ from services.notifications import domain, schemas
 from services.notifications.mailer import Attachment, Mailer, MailError
 from services.notifications.models import DEAD, FAILED, NO_CHANNEL, QUEUED, SENT, Message, PatientContact
 from services.notifications.sms import SmsClient, SmsError, SmsUnavailable
+from shared.audit import record_access
+from shared.auth import Principal
 from shared.db import updated_rows, utcnow
 from shared.events import Envelope
 from shared.outbox import UnitOfWork
@@ -43,7 +45,20 @@ def _contact_out(pesel: str, row: PatientContact | None) -> schemas.ContactOut:
     return schemas.ContactOut(pesel=pesel, email=row.email, phone=row.phone, channels=channels)
 
 
-async def put_contact(uow: UnitOfWork, facility_id: str, pesel: str, body: schemas.ContactIn) -> schemas.ContactOut:
+CONTACT_UPDATE = "notifications.contact.update"
+CONTACT_READ = "notifications.contact.read"
+MESSAGE_REPLAY = "notifications.message.replay"
+
+
+# A contact is keyed by its patient, whom the audit row names anyway (its patient column).
+CONTACT_RESOURCE = "patient_contact"
+
+
+async def put_contact(
+    uow: UnitOfWork, facility_id: str, pesel: str, body: schemas.ContactIn, *, who: Principal, now: dt.datetime
+) -> schemas.ContactOut:
+    """Audited in the change's transaction: no contact change without its audit row."""
+    record_access(uow, who, CONTACT_UPDATE, CONTACT_RESOURCE, pesel, at=now)
     row = await uow.session.get(PatientContact, (facility_id, pesel), with_for_update=True)
     if row is None:
         row = PatientContact(facility_id=facility_id, pesel=pesel)
@@ -246,12 +261,21 @@ async def list_messages(
     return list(await session.scalars(query.order_by(Message.created_at.desc(), Message.id).limit(limit)))
 
 
-async def replay(uow: UnitOfWork, facility_id: str, message_id: uuid.UUID) -> Message:
+def _patient_of(row: Message) -> str | None:
+    """The patient a message is about, when its template context names one."""
+    pesel = json.loads(row.context).get("patient_pesel")
+    return pesel if isinstance(pesel, str) and len(pesel) == 11 and pesel.isdigit() else None
+
+
+async def replay(
+    uow: UnitOfWork, facility_id: str, message_id: uuid.UUID, *, who: Principal, now: dt.datetime
+) -> Message:
     row = await uow.session.get(Message, message_id, with_for_update=True)
     if row is None or row.facility_id != facility_id:
         raise NotFound(f"message {message_id} not found")
     if row.status != DEAD:
         raise Conflict(f"only a dead message is replayed; this one is {row.status}", code="not-dead")
+    record_access(uow, who, MESSAGE_REPLAY, f"message/{row.id}", _patient_of(row), at=now)
     row.status, row.attempts, row.next_attempt_at, row.last_error = QUEUED, 0, utcnow(), None
     await uow.commit()
     return row

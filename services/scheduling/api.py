@@ -14,6 +14,7 @@ from services.integration.cer_scope import CerSpecialty
 from services.scheduling import schemas, service
 from services.scheduling.models import Location, Practitioner, WorkType
 from shared.app import ContextDep
+from shared.audit import AuditEntry, record_read
 from shared.auth import CurrentPrincipal, Principal, Role, allow
 from shared.identifiers import Pesel
 from shared.problems import PROBLEM_RESPONSES, Forbidden, NotFound, Unprocessable
@@ -24,6 +25,8 @@ ADMIN = (Role.facility_admin,)
 STAFF = (Role.facility_admin, Role.registrar)
 CLINIC = (Role.facility_admin, Role.registrar, Role.practitioner, Role.partner)
 BOOKERS = (Role.facility_admin, Role.registrar, Role.partner, Role.patient)
+BOOKING_LIST = "scheduling.booking.list"
+BOOKING_READ = "scheduling.booking.read"
 
 
 def _tz(ctx: ContextDep) -> ZoneInfo:
@@ -178,7 +181,7 @@ async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) 
     _patient_rules(who, body)
     async with ctx.uow() as uow:
         return await service.book(
-            uow, who.require_facility(), body, ctx.clock.now(), online_only=who.role == Role.patient
+            uow, who.require_facility(), body, ctx.clock.now(), online_only=who.role == Role.patient, who=who
         )
 
 
@@ -192,7 +195,7 @@ async def book(body: schemas.BookingIn, ctx: ContextDep, who: CurrentPrincipal) 
 async def book_earliest(body: schemas.EarliestBookingIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     """Book the earliest free slot of a practitioner (optionally at, or not at, a location)."""
     async with ctx.uow() as uow:
-        return await service.book_earliest(uow, who.require_facility(), body, ctx.clock.now())
+        return await service.book_earliest(uow, who.require_facility(), body, ctx.clock.now(), who=who)
 
 
 @router.get("/bookings", response_model=list[schemas.BookingOut], **allow(*CLINIC))
@@ -214,7 +217,7 @@ async def list_bookings(
     tz = _tz(ctx)
     starts = [s for s in (start_from, _local_day_start(date_from, tz) if date_from else None) if s is not None]
     async with ctx.sessions() as session:
-        return await service.list_bookings(
+        bookings = await service.list_bookings(
             session,
             who.require_facility(),
             status=status,
@@ -226,6 +229,10 @@ async def list_bookings(
             slot_id=slot_id,
             limit=limit,
         )
+    # Audited before the answer leaves: one event, a row per booking (patient) shown.
+    entries = [AuditEntry(resource=service.booking_resource(b.id), patient_pesel=b.patient_pesel) for b in bookings]
+    await record_read(ctx.uow, who, BOOKING_LIST, entries, at=ctx.clock.now())
+    return bookings
 
 
 @router.get("/bookings/{booking_id}", response_model=schemas.BookingOut, **allow(*CLINIC, Role.patient))
@@ -234,6 +241,8 @@ async def get_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrinci
         booking = await service.get_booking(session, who.require_facility(), booking_id)
     if who.role == Role.patient and booking.patient_pesel != who.pesel:
         raise NotFound(f"booking {booking_id} not found")
+    entry = AuditEntry(resource=service.booking_resource(booking.id), patient_pesel=booking.patient_pesel)
+    await record_read(ctx.uow, who, BOOKING_READ, [entry], at=ctx.clock.now())
     return booking
 
 
@@ -241,7 +250,12 @@ async def get_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrinci
 async def cancel_booking(booking_id: uuid.UUID, ctx: ContextDep, who: CurrentPrincipal) -> schemas.BookingOut:
     async with ctx.uow() as uow:
         return await service.cancel(
-            uow, who.require_facility(), booking_id, patient_pesel=who.pesel if who.role == Role.patient else None
+            uow,
+            who.require_facility(),
+            booking_id,
+            patient_pesel=who.pesel if who.role == Role.patient else None,
+            who=who,
+            now=ctx.clock.now(),
         )
 
 

@@ -27,6 +27,7 @@ from services.scheduling.models import (
     Slot,
     WorkType,
 )
+from shared.audit import Who, record_access
 from shared.db import updated_rows, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, Unprocessable
@@ -350,9 +351,25 @@ async def get_booking(session: AsyncSession, facility_id: str, booking_id: uuid.
     return booking_view(booking, await session.get_one(Slot, booking.slot_id))
 
 
+BOOKING_CREATE = "scheduling.booking.create"
+BOOKING_CANCEL = "scheduling.booking.cancel"
+
+
+def booking_resource(booking_id: uuid.UUID) -> str:
+    return f"booking/{booking_id}"
+
+
 async def book(
-    uow: UnitOfWork, facility_id: str, data: schemas.BookingIn, now: dt.datetime, *, online_only: bool = False
+    uow: UnitOfWork,
+    facility_id: str,
+    data: schemas.BookingIn,
+    now: dt.datetime,
+    *,
+    online_only: bool = False,
+    who: Who | None = None,
 ) -> schemas.BookingOut:
+    """``who``: the caller, audited in the booking's own transaction (``shared.audit.Actor.system`` for a
+    national system; None: not audited)."""
     session = uow.session
     slot, cer = await _slot_for_booking(session, data.slot_id, facility_id)
     if domain.has_started(slot.start_at, now):
@@ -380,12 +397,21 @@ async def book(
         if _violated(exc, ACTIVE_BOOKING):
             raise Conflict("the slot is already booked", code="slot-taken") from exc
         raise
-    return await _commit_booking(uow, facility_id, booking, slot, cer)
+    return await _commit_booking(uow, facility_id, booking, slot, cer, who=who, now=now)
 
 
 async def _commit_booking(
-    uow: UnitOfWork, facility_id: str, booking: Booking, slot: Slot, cer: domain.CerPublication
+    uow: UnitOfWork,
+    facility_id: str,
+    booking: Booking,
+    slot: Slot,
+    cer: domain.CerPublication,
+    *,
+    who: Who | None,
+    now: dt.datetime,
 ) -> schemas.BookingOut:
+    if who is not None:
+        record_access(uow, who, BOOKING_CREATE, booking_resource(booking.id), booking.patient_pesel, at=now)
     uow.emit(
         events.BookingCreated(
             booking_id=booking.id,
@@ -414,7 +440,12 @@ EARLIEST_ATTEMPTS = 5
 
 
 async def book_earliest(
-    uow: UnitOfWork, facility_id: str, data: schemas.EarliestBookingIn, now: dt.datetime
+    uow: UnitOfWork,
+    facility_id: str,
+    data: schemas.EarliestBookingIn,
+    now: dt.datetime,
+    *,
+    who: Who | None = None,
 ) -> schemas.BookingOut:
     """The earliest free slot that fits, locked with SKIP LOCKED on PostgreSQL so that concurrent
     callers take successive slots. The lock is FOR NO KEY UPDATE: a desk booking's foreign-key check
@@ -462,7 +493,9 @@ async def book_earliest(
             if _violated(exc, ACTIVE_BOOKING):
                 continue  # taken at the desk this very moment: the next one
             raise
-        return await _commit_booking(uow, facility_id, booking, slot, await cer_publication(session, slot))
+        return await _commit_booking(
+            uow, facility_id, booking, slot, await cer_publication(session, slot), who=who, now=now
+        )
     raise NotFound("no free slot fits", code="no-free-slot")
 
 
@@ -473,13 +506,21 @@ async def cancel(
     *,
     patient_pesel: str | None = None,
     by_cer: bool = False,
+    who: Who | None = None,
+    now: dt.datetime | None = None,
 ) -> schemas.BookingOut:
+    """``who``: the caller, audited in the cancellation's transaction (a repeated cancellation too:
+    it still showed the booking); None: not audited."""
     session = uow.session
     booking: Booking = await _owned(session, Booking, booking_id, facility_id, "booking")
     if patient_pesel is not None and booking.patient_pesel != patient_pesel:
         raise NotFound(f"booking {booking_id} not found")
     slot: Slot = await session.get_one(Slot, booking.slot_id)
+    if who is not None:
+        record_access(uow, who, BOOKING_CANCEL, booking_resource(booking.id), booking.patient_pesel, at=now or utcnow())
     if booking.status == CANCELLED:
+        if who is not None:
+            await uow.commit()
         return booking_view(booking, slot)  # cancelling twice is harmless and tells the same story
     # Conditional update: of two concurrent cancellations only one emits the event.
     cancelled = await updated_rows(
@@ -502,6 +543,7 @@ async def cancel(
             ),
             facility_id=facility_id,
         )
+    if cancelled == 1 or who is not None:
         await uow.commit()
     await session.refresh(booking)
     return booking_view(booking, slot)

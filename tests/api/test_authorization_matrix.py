@@ -63,13 +63,14 @@ Values = Mapping[str, str]
 API = "/api/v1/"
 DEV_TOKEN = "/api/v1/auth/dev-token"
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
-S, RX, NOTE, INTEG, PH, RB = (
+S, RX, NOTE, INTEG, PH, RB, AUDIT = (
     f"{API}scheduling",
     f"{API}prescriptions",
     f"{API}notifications",
     f"{API}integration",
     f"{API}pharmacy",
     f"{API}reimbursement",
+    f"{API}audit",
 )
 WARSAW = ZoneInfo("Europe/Warsaw")
 PESEL = "44051401359"  # the patient of facility A (and a patient of the same PESEL in facility B)
@@ -782,6 +783,13 @@ def tenant_probes(alfa: Alfa) -> list[Probe]:
         Probe("POST", RB + "/orders/{order}/end", (404,), {"end_month": alfa.month}),
         Probe("POST", RB + "/orders/{order}/realizations", (404,), {**realisation, "pesel": OTHER_PESEL}),
         Probe("GET", RB + "/settlements", (200,), params={"month": alfa.month}, compare="fresh", owner=200),
+        # audit: B's administrator and B's patient of the same PESEL see B's rows (their own probes made
+        # some), never A's; A's own see the accesses to A's data. B's rows name B's own users, whose
+        # `sub` here carries the PESEL: the listing is probed where the request itself names the PESEL,
+        # or for an action of A's that B's probes never achieved (a booking).
+        Probe("GET", AUDIT + "/events", (200,), params={"action": "scheduling.booking.create"}, owner=200),
+        Probe("GET", AUDIT + "/events", (200,), params={"patient_pesel": "{pesel}"}, compare=None, owner=200),
+        Probe("GET", AUDIT + "/me", (200,), compare=None, owner=200),
     ]
 
 
@@ -806,6 +814,7 @@ def patient_probes() -> list[Probe]:
         # API.md: 403 for "wrong tenant": a patient books and orders for themself only
         Probe("POST", S + "/bookings", (403,), {"slot_id": "{slot}", "patient_pesel": "{pesel}"}, roles=patient),
         Probe("POST", RX + "/requests", (403,), request, roles=patient),
+        Probe("GET", AUDIT + "/me", (200,), compare=None, owner=200, roles=patient),
     ]
 
 

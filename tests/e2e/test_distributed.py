@@ -229,6 +229,20 @@ def test_the_distributed_suite_books_once_reports_ready_and_answers_502_without_
             time.sleep(0.2)
         assert package_key in client.get("/sandbox/p1/received").json()
 
+        # The booking's audit row, carried by RabbitMQ to the audit process, with the desk's request id.
+        def audited() -> list[dict[str, str]]:
+            found = client.get("/api/v1/audit/events", params={"action": "scheduling.booking.create"}, headers=admin)
+            assert found.status_code == 200, found.text
+            rows: list[dict[str, str]] = found.json()
+            return rows
+
+        deadline = time.monotonic() + 30
+        while not any(r["request_id"] == "e2e-trace-1" for r in audited()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [(r["actor"], r["role"], r["patient"]) for r in audited() if r["request_id"] == "e2e-trace-1"] == [
+            ("desk", "registrar", PESEL[:2] + "*" * 9)
+        ]
+
         # The scheduling process dies: the gateway answers for it with a 502 problem.
         scheduling = suite.processes["scheduling"]
         scheduling.kill()

@@ -180,6 +180,15 @@ async def test_a_provider_down_for_a_while_then_up_delivers_everything_and_a_dea
     assert (await _messages(clinic, status="dead")) == []
     again = await clinic.client.post(f"/api/v1/notifications/messages/{dead[0]['id']}/replay", headers=clinic.admin)
     assert again.status_code == 409
+    # The replay is audited (in its own transaction), the refused ones are not.
+    await clinic.service("notifications").state.ctx.relay.publish_pending()
+    await clinic.app.state.gateway.bus.drain()
+    audited = await clinic.client.get(
+        "/api/v1/audit/events", params={"action": "notifications.message.replay"}, headers=clinic.admin
+    )
+    assert [(r["actor"], r["role"], r["resource"]) for r in audited.json()] == [
+        ("admin", "facility_admin", f"message/{dead[0]['id']}")
+    ]
 
 
 async def test_a_problem_notification_is_emailed_to_the_facility_in_the_words_of_the_source(clinic: Clinic) -> None:

@@ -29,8 +29,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 import shared.app
+from shared.db import Grants
 
-Migrate = Callable[[Path, str], Awaitable[None]]
+Migrate = Callable[[Path, str, Grants | None], Awaitable[None]]
 
 _SQLITE_PREFIX = "sqlite+aiosqlite:///"
 
@@ -54,14 +55,14 @@ def migrating_from_templates(migrate: Migrate) -> Migrate:
     templates: dict[Path, Path] = {}
     folder = Path(tempfile.mkdtemp(prefix="ehealth-migrated-"))
 
-    async def migrate_or_copy(migrations_dir: Path, url: str) -> None:
+    async def migrate_or_copy(migrations_dir: Path, url: str, grants: Grants | None = None) -> None:
         target = _sqlite_file(url)
         if target is None or target.exists():  # PostgreSQL, or a database that already has a past
-            await migrate(migrations_dir, url)
+            await migrate(migrations_dir, url, grants)
             return
         template = templates.get(migrations_dir)
         if template is None:
-            await migrate(migrations_dir, url)
+            await migrate(migrations_dir, url, grants)
             template = folder / f"{len(templates)}-{migrations_dir.parent.name}.db"
             _copy_database(target, template)
             templates[migrations_dir] = template
