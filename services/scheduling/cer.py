@@ -18,6 +18,7 @@ from services.integration.events import CerCoverageChanged, CerNotificationRecei
 from services.scheduling import domain, events, schemas, service
 from services.scheduling.models import BOOKED, Booking, CerCoverage, CerSlotState, Slot
 from shared.app import ServiceContext
+from shared.audit import Actor
 from shared.db import upsert_insert
 from shared.events import Envelope
 from shared.outbox import UnitOfWork, already_processed
@@ -53,7 +54,9 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
             if booking is None:
                 await uow.commit()  # nothing booked yet: a late booking will be stale
             else:
-                await service.cancel(uow, facility, booking, by_cer=True)
+                await service.cancel(
+                    uow, facility, booking, by_cer=True, who=Actor.system("cer", facility), now=note.occurred_at
+                )
                 await uow.commit()
             return "applied"
         if await _active_booking(uow, facility, note.slot_id, note.patient_pesel) is not None:
@@ -64,7 +67,7 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
         )
         try:
             # Booked in CeR at ``occurred_at``: a notification that arrives after the visit began still counts.
-            await service.book(uow, facility, body, note.occurred_at)
+            await service.book(uow, facility, body, note.occurred_at, who=Actor.system("cer", facility))
             return "applied"
         except ProblemError as exc:
             reason = exc.detail

@@ -240,3 +240,22 @@ async def test_a_cer_booking_of_a_slot_the_desk_took_first_is_a_conflict_reporte
     assert len(mails) == 1
     body = (await clinic.client.get(f"/sandbox/mail/messages/{mails[0]['id']}")).json()["text"]
     assert "Rezerwacja z CeR nie mogła zostać zapisana" in body
+
+
+async def test_what_cer_applies_is_audited_as_cer_in_the_facility(clinic: Clinic) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    slot = await _slot(clinic)
+    await _notify(clinic, slot, "a1", "booking_created_ikp", "2026-11-24T10:00:00+01:00")
+    await _notify(clinic, slot, "a2", "booking_cancelled_ikp", "2026-11-24T11:00:00+01:00")
+    gateway = clinic.app.state.gateway
+    for upstream in gateway.upstreams.values():  # the audit events through every outbox to the audit
+        if upstream.app is not None:
+            await upstream.app.state.ctx.relay.publish_pending()
+    await gateway.bus.drain()
+    answer = await clinic.client.get("/api/v1/audit/events", params={"actor": "system:cer"}, headers=clinic.admin)
+    assert answer.status_code == 200, answer.text
+    assert sorted((r["action"], r["role"], r["tenant"]) for r in answer.json()) == [
+        ("scheduling.booking.cancel", "system", FACILITY),
+        ("scheduling.booking.create", "system", FACILITY),
+    ]
+    assert PATIENT not in answer.text
