@@ -100,3 +100,7 @@ class GatewaySettings(Settings):
     service_name: str = "gateway"
     upstream_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
+    # A remote service's OpenAPI document: fetched again this often once loaded (a redeployed service
+    # brings new routes); while missing, retried after half a second, doubling up to the maximum.
+    openapi_refresh_seconds: float = Field(default=300.0, gt=0)
+    openapi_retry_max_seconds: float = Field(default=30.0, gt=0)

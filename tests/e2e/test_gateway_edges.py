@@ -59,6 +59,17 @@ async def test_a_service_that_is_down_gives_502_problem_json(tmp_path: Path) -> 
         answer = await client.get("/api/v1/scheduling/slots")
         assert answer.status_code == 502
         assert answer.json()["status"] == 502
+        # The document does not silently drop the service: it says scheduling is missing, and why.
+        spec = (await client.get("/openapi.json")).json()
+        assert spec["x-unavailable-services"] == ["scheduling"]
+        assert "**scheduling**" in spec["info"]["description"]
+        tags = {t["name"]: t["description"] for t in spec["tags"]}
+        assert tags["scheduling"].startswith("UNAVAILABLE")
+        assert not any(p.startswith("/api/v1/scheduling/") for p in spec["paths"])
+        assert any(p.startswith("/api/v1/pharmacy/") for p in spec["paths"])
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["openapi"] == {"missing": ["scheduling"]}
 
 
 async def test_an_unknown_service_or_endpoint_is_404_problem_json(gateway_client: httpx.AsyncClient) -> None:
