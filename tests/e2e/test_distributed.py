@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -262,12 +264,33 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_a_gateway_started_before_its_services_documents_them_once_they_are_up(
+def _error_lines(log_dir: Path) -> list[str]:
+    """What an operator would read as a failure in the processes' output: a log record at error level
+    or above (JSON from structlog, ``ERROR:`` from uvicorn) or asyncio's complaints about futures."""
+    found = []
+    for log in sorted(log_dir.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            level = str(record.get("level", "")).lower() if isinstance(record, dict) else ""
+            if (
+                level in {"error", "critical", "exception"}
+                or line.startswith(("ERROR", "CRITICAL", "Traceback"))
+                or "never retrieved" in line
+                or "Task was destroyed" in line
+            ):
+                found.append(f"{log.stem}: {line[:500]}")
+    return found
+
+
+def test_a_gateway_started_before_its_services_documents_them_once_up_and_the_suite_stops_quietly(
     pg_database: Callable[[str], str], amqp_url: str, tmp_path: Path
 ) -> None:
     """Issue 22: a fresh gateway pod starts before its services. Its document names the services it
     cannot describe yet, and lists their operations once they answer, with no request to them through
-    the gateway first."""
+    the gateway first; and stopping the suite after some traffic logs nothing at error level."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(pg_database, "e2e_probe").result()
     names = [SANDBOX, *SERVICES, "gateway"]
@@ -307,6 +330,23 @@ def test_a_gateway_started_before_its_services_documents_them_once_they_are_up(
             assert ready.status_code == 200, ready.text
             assert ready.json()["openapi"]["missing"] == []
 
+            # Some traffic, so that the outbox relays and the consumers have work when the stop comes.
+            admin = _token(client, sub="admin", role="facility_admin", facility_id="clinic-stop")
+            desk = _token(client, sub="desk", role="registrar", facility_id="clinic-stop")
+            location = _created(client, "locations", {"name": "Centrum"}, admin)
+            doctor = _created(
+                client, "practitioners", {"name": "Dr B", "npwz": "5425740", "profession": "doctor"}, admin
+            )
+            work = _created(client, "work-types", {"name": "Visit"}, admin)
+            ids = {"practitioner_id": doctor["id"], "location_id": location["id"], "work_type_id": work["id"]}
+            day = {"date": "2030-03-05", "start_time": "08:00", "end_time": "10:00", "visit_minutes": 10}
+            _created(client, "schedules", {**ids, **day}, desk)
+            for slot in client.get("/api/v1/scheduling/slots", params={"status": "free"}, headers=desk).json():
+                booking = {"slot_id": slot["id"], "patient_pesel": PESEL, "source": "desk"}
+                assert client.post("/api/v1/scheduling/bookings", json=booking, headers=desk).status_code == 201
     finally:
         stop_all(processes)
         _run(_drop_all([f"{prefix}_{name}" for name in SERVICES]))
+    # A clean stop: every process ended on the signal (none killed after the wait), nothing logged at error.
+    assert [p.returncode for p in processes] == [-signal.SIGTERM] * len(processes)
+    assert _error_lines(tmp_path) == []
