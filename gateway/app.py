@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway import openapi
+from gateway.cors import GatewayCORSMiddleware
 from gateway.registry import SANDBOX, SERVICES, factory
 from gateway.upstreams import Upstream, in_process_upstream, remote_upstream
 from shared.auth import install_dev_auth, principal_from_header
@@ -312,4 +313,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestIdMiddleware, service="gateway")
     install_metrics(app, metrics)
+    # Outermost: a preflight carries no token and is answered here, before auth, limits or routing.
+    app.add_middleware(GatewayCORSMiddleware, origins=settings.allowed_cors_origins)
     return app
