@@ -33,7 +33,8 @@ log = structlog.get_logger("bus")
 
 DEAD_LETTER_EXCHANGE = "ehealth.dead-letter"
 ATTEMPT_HEADER = "x-attempt"
-CLOSE_GRACE_SECONDS = 5.0
+CLOSE_GRACE_SECONDS = 5.0  # for the deliveries in hand when the bus closes
+CANCEL_GRACE_SECONDS = 2.0  # for telling the broker to stop delivering
 
 
 def backoff_delays(base_seconds: float, max_attempts: int) -> list[float]:
@@ -450,9 +451,9 @@ class RabbitMQBus(EventBus):
         channels and the connection close. Closing the connection under a running handler or an
         unconfirmed publish left futures failed with CancelledError that nobody retrieved."""
         consumers, self._consumers = self._consumers, []
-        for queue, tag in consumers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(queue.cancel(tag), timeout=CLOSE_GRACE_SECONDS)
+        # One bound for them all: with the broker gone each cancel would wait out its own timeout.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(_cancel_consumers(consumers), timeout=CANCEL_GRACE_SECONDS)
         in_hand = {t for t in self._handling if t is not asyncio.current_task()}
         if in_hand:
             await asyncio.wait(in_hand, timeout=CLOSE_GRACE_SECONDS)
@@ -469,6 +470,11 @@ class RabbitMQBus(EventBus):
             self._consume_channel = None
             self._publish_channel = None
             self._exchange = None
+
+
+async def _cancel_consumers(consumers: list[tuple[AbstractQueue, str]]) -> None:
+    for queue, tag in consumers:
+        await queue.cancel(tag)
 
 
 def create_bus(
