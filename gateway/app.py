@@ -11,12 +11,15 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway import openapi
+from gateway.cors import GatewayCORSMiddleware
 from gateway.registry import SANDBOX, SERVICES, factory
 from gateway.upstreams import Upstream, in_process_upstream, remote_upstream
 from shared.auth import authenticate, install_dev_auth
@@ -39,6 +42,10 @@ FORWARDED_REQUEST_HEADERS = (
 WEBHOOK_MAX_BYTES = 64 * 1024  # a CeR notification is a few hundred bytes
 FORWARDED_RESPONSE_HEADERS = ("content-type", "location", "retry-after", "idempotent-replayed", "content-disposition")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+SPEC_FIRST_RETRY_SECONDS = 0.5
+DOCS_ASSETS = "/docs-assets"
+SPEC_TIMEOUT_SECONDS = 5.0  # a service's own document: a hung service must not hold /readyz for long
+log = structlog.get_logger("gateway")
 
 
 class ForwardingMetrics:
@@ -108,11 +115,37 @@ class Gateway:
             if self.bus is not None:
                 await self.bus.start()
                 stack.push_async_callback(self.bus.close)
+            keepers: list[asyncio.Task[None]] = []
             for upstream in self.upstreams.values():
-                # A remote service that is not up yet has its spec loaded on its first request.
-                with contextlib.suppress(httpx.HTTPError):
+                if upstream.embedded:
                     await upstream.load_spec()
-            yield
+                else:
+                    # The gateway often starts before its services (a fresh pod, make run-distributed):
+                    # their specs are loaded as soon as they answer, not on their first request.
+                    keepers.append(asyncio.create_task(self._keep_spec(upstream), name=f"spec-{upstream.name}"))
+            try:
+                yield
+            finally:
+                for task in keepers:
+                    task.cancel()
+                await asyncio.gather(*keepers, return_exceptions=True)
+
+    async def _keep_spec(self, upstream: Upstream) -> None:
+        """Load a remote service's spec, retrying while it does not answer (half a second, doubling up
+        to ``openapi_retry_max_seconds``), then fetch it again every ``openapi_refresh_seconds``."""
+        s = self.settings
+        fetch_seconds = min(SPEC_TIMEOUT_SECONDS, s.upstream_timeout_seconds)
+        retry = SPEC_FIRST_RETRY_SECONDS
+        while True:
+            try:
+                await upstream.load_spec(refresh=True, fetch_seconds=fetch_seconds)
+            except (httpx.HTTPError, ValueError) as exc:
+                log.info("service spec not loaded; will retry", service=upstream.name, error=type(exc).__name__)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, s.openapi_retry_max_seconds)
+            else:
+                retry = SPEC_FIRST_RETRY_SECONDS
+                await asyncio.sleep(s.openapi_refresh_seconds)
 
     async def forward(self, service: str, request: Request) -> Response:
         upstream = self.upstreams.get(service)
@@ -200,8 +233,18 @@ class Gateway:
                 return upstream.name, {"status": "unreachable", "error": type(exc).__name__}
 
         results = dict(await asyncio.gather(*(one(u) for u in self.all_upstreams())))
-        ready = all(r.get("status") == "ready" for r in results.values())
-        return {"status": "ready" if ready else "not ready", "services": results}, 200 if ready else 503
+        # A service that answers gets its spec loaded now rather than at the keeper's next try, so
+        # that "ready" also means the API document lists it.
+        answering = [u for u in self.upstreams.values() if u.spec is None and results[u.name].get("status") == "ready"]
+        await asyncio.gather(*(self._try_spec(u) for u in answering))
+        missing = sorted(name for name, u in self.upstreams.items() if u.spec is None)
+        ready = all(r.get("status") == "ready" for r in results.values()) and not missing
+        body = {"status": "ready" if ready else "not ready", "services": results, "openapi": {"missing": missing}}
+        return body, 200 if ready else 503
+
+    async def _try_spec(self, upstream: Upstream) -> None:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            await upstream.load_spec(fetch_seconds=min(SPEC_TIMEOUT_SECONDS, self.settings.upstream_timeout_seconds))
 
     def openapi(self, app: FastAPI) -> dict[str, Any]:
         base = get_openapi(
@@ -212,7 +255,8 @@ class Gateway:
             "integration, notifications, pharmacy and reimbursement.",
         )
         specs = {name: u.spec for name, u in self.upstreams.items() if u.spec is not None}
-        merged = openapi.merge(base, specs)
+        unavailable = [name for name, u in self.upstreams.items() if u.spec is None]
+        merged = openapi.merge(base, specs, unavailable=unavailable)
         return openapi.document_problems(merged, Problem.model_json_schema(ref_template=openapi.REF_PREFIX + "{model}"))
 
 
@@ -235,7 +279,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         async with gateway.running():
             yield
 
-    app = FastAPI(title="E-health suite API", version="1.0.0", lifespan=lifespan)
+    # /docs and /redoc with Swagger UI and ReDoc served by the gateway itself (fastapi-offline ships
+    # them): the default pages load them from a CDN, blank on a clinic's offline network. No
+    # validator badge either: it would send the document to an outside validator.
+    app = FastAPIOffline(
+        title="E-health suite API",
+        version="1.0.0",
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    )
     app.state.settings = settings
     app.state.gateway = gateway
     install_problem_handlers(app)
@@ -245,7 +298,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Every service ready (database, broker, outbox backlog)")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Every service ready (database, broker, outbox backlog) and its API document loaded",
+        description="503 while a service is not ready or its OpenAPI document is not loaded yet; "
+        "`openapi.missing` names the services whose operations `/openapi.json` cannot list yet.",
+    )
     async def readyz() -> JSONResponse:
         return JSONResponse(*await gateway.readiness())
 
@@ -274,4 +333,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(RequestIdMiddleware, service="gateway")
     install_metrics(app, metrics)
+    # Outermost: a preflight carries no token and is answered here, before auth, limits or routing.
+    app.add_middleware(GatewayCORSMiddleware, origins=settings.allowed_cors_origins)
     return app

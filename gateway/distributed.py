@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import httpx
 
@@ -78,24 +79,58 @@ def uvicorn_command(target: str, port: int, workers: int = 1) -> list[str]:
     ]
 
 
+def start_services(
+    workers: int = 1,
+    *,
+    ports: Mapping[str, int] = DISTRIBUTED_PORTS,
+    base_env: Mapping[str, str] | None = None,
+    database_prefix: str = "ehealth",
+    log_dir: Path | None = None,
+) -> list[subprocess.Popen[bytes]]:
+    """Start the sandbox and every service (the order of ``SERVICES``), without the gateway.
+
+    ``log_dir``: each process writes its output to ``<log_dir>/<name>.log`` instead of this terminal."""
+    sandbox_env = {**(base_env if base_env is not None else os.environ), "SERVICE_NAME": SANDBOX}
+    # The simulators keep their state in memory: one worker, or each would see a different P1.
+    processes = [_popen(SANDBOX, uvicorn_command(SANDBOX_FACTORY, ports[SANDBOX], 1), sandbox_env, log_dir)]
+    for name, target in SERVICES.items():
+        env = service_environment(name, base_env, database_prefix=database_prefix, ports=ports)
+        processes.append(_popen(name, uvicorn_command(target, ports[name], workers), env, log_dir))
+    return processes
+
+
+def start_gateway(
+    workers: int = 1,
+    *,
+    ports: Mapping[str, int] = DISTRIBUTED_PORTS,
+    base_env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """The gateway alone: it may start before its services (it loads their specs once they answer)."""
+    env = gateway_environment(base_env, ports=ports)
+    return _popen("gateway", uvicorn_command("gateway.app:create_app", ports["gateway"], workers), env, log_dir)
+
+
+def _popen(name: str, command: list[str], env: Mapping[str, str], log_dir: Path | None) -> subprocess.Popen[bytes]:
+    if log_dir is None:
+        return subprocess.Popen(command, env=env)
+    with (log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def start_all(
     workers: int = 1,
     *,
     ports: Mapping[str, int] = DISTRIBUTED_PORTS,
     base_env: Mapping[str, str] | None = None,
     database_prefix: str = "ehealth",
+    log_dir: Path | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     """Start every service, then the gateway; tests pass their own ports, env and database names."""
-    sandbox_env = {**(base_env if base_env is not None else os.environ), "SERVICE_NAME": SANDBOX}
-    # The simulators keep their state in memory: one worker, or each would see a different P1.
-    processes = [subprocess.Popen(uvicorn_command(SANDBOX_FACTORY, ports[SANDBOX], 1), env=sandbox_env)]
-    for name, target in SERVICES.items():
-        env = service_environment(name, base_env, database_prefix=database_prefix, ports=ports)
-        processes.append(subprocess.Popen(uvicorn_command(target, ports[name], workers), env=env))
-    gateway_env = gateway_environment(base_env, ports=ports)
-    processes.append(
-        subprocess.Popen(uvicorn_command("gateway.app:create_app", ports["gateway"], workers), env=gateway_env)
+    processes = start_services(
+        workers, ports=ports, base_env=base_env, database_prefix=database_prefix, log_dir=log_dir
     )
+    processes.append(start_gateway(workers, ports=ports, base_env=base_env, log_dir=log_dir))
     return processes
 
 

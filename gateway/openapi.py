@@ -24,7 +24,12 @@ def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
-def merge(base: dict[str, Any], services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def merge(
+    base: dict[str, Any], services: dict[str, dict[str, Any]], *, unavailable: list[str] | None = None
+) -> dict[str, Any]:
+    """``unavailable``: the services whose spec could not be loaded yet. The document names them (a
+    note in ``info.description``, ``x-unavailable-services`` and a tag each) instead of silently
+    leaving their operations out."""
     merged = copy.deepcopy(base)
     paths: dict[str, Any] = merged.setdefault("paths", {})
     components = merged.setdefault("components", {})
@@ -50,8 +55,22 @@ def merge(base: dict[str, Any], services: dict[str, dict[str, Any]]) -> dict[str
             if path.startswith("/api/"):
                 paths[path] = item
         tags.setdefault(name, {"name": name, "description": spec.get("info", {}).get("title", name)})
+    for name in unavailable or []:
+        tags[name] = {"name": name, "description": f"UNAVAILABLE: {_unavailable_note(name)}"}
     merged["tags"] = list(tags.values())
+    if unavailable:
+        merged["x-unavailable-services"] = list(unavailable)
+        info = merged.setdefault("info", {})
+        notes = "\n".join(f"- **{name}**: {_unavailable_note(name)}" for name in unavailable)
+        info["description"] = f"{info.get('description', '')}\n\n**Incomplete document.**\n{notes}".strip()
     return merged
+
+
+def _unavailable_note(name: str) -> str:
+    return (
+        f"the {name} service has not answered the gateway yet, so its operations are missing from this "
+        "document; reload it once the service is up (the gateway's /readyz lists the missing specs)."
+    )
 
 
 # ----------------------------------------------------------------------------- errors as documented

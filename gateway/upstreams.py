@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,22 +55,46 @@ class Upstream:
     app: FastAPI | None = None  # set when the service runs in the gateway's process
     spec: dict[str, Any] | None = None
     operations: list[Operation] = field(default_factory=list)
+    # Why the last attempt to load the spec failed (None once it loaded): shown in /readyz.
+    spec_error: str | None = None
+    # One fetch at a time: a burst of first requests must not fetch the same document 32 times.
+    _spec_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def embedded(self) -> bool:
         return self.app is not None
 
-    async def load_spec(self) -> dict[str, Any]:
-        if self.spec is None:
-            if self.app is not None:
-                spec = self.app.openapi()
-            else:
-                response = await self.client.get("/openapi.json")
-                response.raise_for_status()
-                spec = response.json()
+    async def load_spec(self, *, refresh: bool = False, fetch_seconds: float | None = None) -> dict[str, Any]:
+        """The service's OpenAPI document, fetched once; ``refresh`` fetches it again (a service
+        redeployed with new routes). A failed refresh keeps the document already loaded."""
+        if self.spec is not None and not refresh:
+            return self.spec
+        async with self._spec_lock:
+            if self.spec is not None and not refresh:
+                return self.spec
+            try:
+                spec = await self._fetch_spec(fetch_seconds)
+            except (httpx.HTTPError, ValueError) as exc:
+                self.spec_error = type(exc).__name__
+                raise
             self.operations = operations_from_openapi(spec)
             self.spec = spec
-        return self.spec
+            self.spec_error = None
+            return spec
+
+    async def _fetch_spec(self, fetch_seconds: float | None) -> dict[str, Any]:
+        if self.app is not None:
+            return self.app.openapi()
+        response = await (
+            self.client.get("/openapi.json")
+            if fetch_seconds is None
+            else self.client.get("/openapi.json", timeout=fetch_seconds)
+        )
+        response.raise_for_status()
+        spec = response.json()
+        if not isinstance(spec, dict) or not isinstance(spec.get("paths"), dict):
+            raise ValueError("not an OpenAPI document")
+        return spec
 
     def match(self, method: str, path: str) -> tuple[Operation | None, bool]:
         """The operation for ``method path``, and whether the path exists under another method."""

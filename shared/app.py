@@ -7,6 +7,7 @@ everything else is the same for all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -131,8 +132,7 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
             before = len(the_bus.subscriptions)
             definition.subscribe(ctx)
             ctx.subscriptions = [s.name for s in the_bus.subscriptions[before:]]
-        if owns_bus:
-            await _start_bus_when_reachable(the_bus)
+        retrying = await _start_bus_when_reachable(the_bus) if owns_bus else None
         relay.start()
         if definition.on_started is not None:
             await definition.on_started(ctx)
@@ -141,7 +141,14 @@ def build_service_app(definition: ServiceDefinition, settings: Settings, *, bus:
         finally:
             if definition.on_stopping is not None:
                 await definition.on_stopping(ctx)
+            # In this order: the relay (its last batch published) before the bus it publishes on; a
+            # broker still being waited for is given up; the database last, which handlers use until
+            # the bus has let them finish.
             await relay.stop()
+            if retrying is not None:
+                retrying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retrying
             if owns_bus:
                 await the_bus.close()
             await engine.dispose()
@@ -227,17 +234,15 @@ def _query_params(dependant: Any) -> list[Any]:
     return found
 
 
-async def _start_bus_when_reachable(bus: EventBus) -> None:
-    """A service starts even while the broker is down; its outbox keeps events until it is back."""
+async def _start_bus_when_reachable(bus: EventBus) -> asyncio.Task[None] | None:
+    """A service starts even while the broker is down; its outbox keeps events until it is back.
+    Returns the task still trying to connect, which the shutdown cancels (left pending, asyncio
+    reports it destroyed at exit)."""
     try:
         await asyncio.wait_for(bus.start(), timeout=15)
     except Exception:
-        task = asyncio.create_task(_retry_bus_start(bus))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-
-_background: set[asyncio.Task[None]] = set()
+        return asyncio.create_task(_retry_bus_start(bus), name="bus-start-retry")
+    return None
 
 
 async def _retry_bus_start(bus: EventBus) -> None:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 import structlog
@@ -32,6 +33,8 @@ log = structlog.get_logger("bus")
 
 DEAD_LETTER_EXCHANGE = "ehealth.dead-letter"
 ATTEMPT_HEADER = "x-attempt"
+CLOSE_GRACE_SECONDS = 5.0  # for the deliveries in hand when the bus closes
+CANCEL_GRACE_SECONDS = 2.0  # for telling the broker to stop delivering
 
 
 def backoff_delays(base_seconds: float, max_attempts: int) -> list[float]:
@@ -247,8 +250,16 @@ class RabbitMQBus(EventBus):
         self._exchange: AbstractExchange | None = None
         self._publish_lock = asyncio.Lock()
         self._consume_channel: AbstractChannel | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        # The deliveries being handled now: close() lets them finish (ack, retry publish) first.
+        self._handling: set[asyncio.Task[Any]] = set()
+        # Set by close(): a handler or a readiness probe still running must not open a new connection
+        # that nobody would close (its pending futures then die unretrieved at exit).
+        self._closed = False
 
     async def _connect(self) -> AbstractRobustConnection:
+        if self._closed:
+            raise ConnectionError("the event bus is closed")
         if self._connection is None or self._connection.is_closed:
             self._connection = await aio_pika.connect_robust(self.url, timeout=5)
         return self._connection
@@ -278,6 +289,7 @@ class RabbitMQBus(EventBus):
             await exchange.publish(message, routing_key=envelope.type, timeout=10)
 
     async def start(self) -> None:
+        self._closed = False
         connection = await self._connect()
         await self._publisher()
         channel = await connection.channel()
@@ -286,7 +298,7 @@ class RabbitMQBus(EventBus):
         dead_exchange = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
         for subscription in self.subscriptions:
             queue = await self._declare_topology(channel, dead_exchange, subscription)
-            await queue.consume(self._on_message_for(subscription))
+            self._consumers.append((queue, await queue.consume(self._on_message_for(subscription))))
 
     async def _declare_topology(
         self, channel: AbstractChannel, dead_exchange: AbstractExchange, subscription: Subscription
@@ -325,6 +337,19 @@ class RabbitMQBus(EventBus):
 
     def _on_message_for(self, subscription: Subscription) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._handling.add(task)
+                task.add_done_callback(self._handling.discard)
+            try:
+                await handle(message)
+            except Exception:
+                if not self._closed:
+                    raise
+                # Still unacked: the broker hands it out again once a consumer is back.
+                log.info("delivery left to the broker: the bus closed", subscription=subscription.name)
+
+        async def handle(message: AbstractIncomingMessage) -> None:
             try:
                 envelope = Envelope.from_bytes(message.body)
             except ValueError:
@@ -420,11 +445,36 @@ class RabbitMQBus(EventBus):
         return True
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
+        """Stop in the order that leaves nothing dangling: the consumers are cancelled (no new
+        deliveries) while their channel is open, the deliveries in hand finish their ack or retry
+        publish (up to ``CLOSE_GRACE_SECONDS``; an unfinished one is redelivered later), then the
+        channels and the connection close. Closing the connection under a running handler or an
+        unconfirmed publish left futures failed with CancelledError that nobody retrieved."""
+        consumers, self._consumers = self._consumers, []
+        # One bound for them all: with the broker gone each cancel would wait out its own timeout.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(_cancel_consumers(consumers), timeout=CANCEL_GRACE_SECONDS)
+        in_hand = {t for t in self._handling if t is not asyncio.current_task()}
+        if in_hand:
+            await asyncio.wait(in_hand, timeout=CLOSE_GRACE_SECONDS)
+        self._closed = True
+        async with self._publish_lock:  # a publish in progress gets its confirmation first
+            channels = [c for c in (self._consume_channel, self._publish_channel) if c is not None]
+            for channel in channels:
+                if not channel.is_closed:
+                    with contextlib.suppress(Exception):
+                        await channel.close()
+            if self._connection is not None:
+                await self._connection.close()
             self._connection = None
+            self._consume_channel = None
             self._publish_channel = None
             self._exchange = None
+
+
+async def _cancel_consumers(consumers: list[tuple[AbstractQueue, str]]) -> None:
+    for queue, tag in consumers:
+        await queue.cancel(tag)
 
 
 def create_bus(

@@ -6,13 +6,14 @@ receives it explicitly so that nothing is decided from module globals.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
 MIN_SECRET_BYTES = 32
@@ -20,6 +21,12 @@ MIN_SECRET_BYTES = 32
 # starts, which it marks with this variable (tests/conftest.py sets it for everything it launches).
 TEST_ENVIRONMENT_MARKER = "ALLOW_TEST_ENVIRONMENT"
 
+
+# Create React App / Next.js, Angular, Vite, Vue CLI and most others: the dev servers a front-end
+# developer runs next to `make run`.
+DEV_CORS_ORIGINS = tuple(
+    f"http://{host}:{port}" for host in ("localhost", "127.0.0.1") for port in (3000, 4200, 5173, 8080)
+)
 
 PEER_NAMES = (
     "scheduling",
@@ -202,3 +209,27 @@ class GatewaySettings(Settings):
     service_name: str = "gateway"
     upstream_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
+    # A remote service's OpenAPI document: fetched again this often once loaded (a redeployed service
+    # brings new routes); while missing, retried after half a second, doubling up to the maximum.
+    openapi_refresh_seconds: float = Field(default=300.0, gt=0)
+    openapi_retry_max_seconds: float = Field(default=30.0, gt=0)
+    # Browser front-ends allowed to call the gateway from another origin: CORS_ORIGINS as a
+    # comma-separated or JSON list ("*" allows any). Unset: the usual local dev-server ports in
+    # development (DEV_CORS_ORIGINS), none in test and production.
+    cors_origins: Annotated[list[str] | None, NoDecode] = None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip().rstrip("/") for o in text.split(",") if o.strip()]
+        return value
+
+    @property
+    def allowed_cors_origins(self) -> list[str]:
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return list(DEV_CORS_ORIGINS) if self.environment == "development" else []

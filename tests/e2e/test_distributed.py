@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import json
 import os
+import signal
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -25,7 +28,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.distributed import start_all, stop_all, wait_ready
+from gateway.distributed import start_all, start_gateway, start_services, stop_all, wait_ready
 from gateway.registry import SANDBOX, SERVICES
 from tests.conftest import OTHER_PESEL, PESEL, PG_BASE, SESSION_TAG, _drop_database
 
@@ -59,6 +62,19 @@ async def _scalar(url: str, sql: str) -> Any:
         await engine.dispose()
 
 
+def _base_env(amqp_url: str, exchange: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AMQP_URL": amqp_url,
+        "PG_BASE_URL": PG_BASE,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "DEV_AUTH": "true",
+        "EVENTS_EXCHANGE": exchange,
+        "OUTBOX_POLL_SECONDS": "0.2",
+    }
+
+
 @dataclass
 class Suite:
     gateway: str
@@ -77,16 +93,7 @@ def suite(pg_database: Callable[[str], str], amqp_url: str) -> Iterator[Suite]:
     ports = {name: _free_port() for name in names}
     prefix = f"test_{SESSION_TAG}_e2e_{uuid.uuid4().hex[:6]}"
     exchange = f"test.e2e.{uuid.uuid4().hex[:8]}"
-    base_env = {
-        **os.environ,
-        "AMQP_URL": amqp_url,
-        "PG_BASE_URL": PG_BASE,
-        "ENVIRONMENT": "test",
-        "LOG_LEVEL": "WARNING",
-        "DEV_AUTH": "true",
-        "EVENTS_EXCHANGE": exchange,
-        "OUTBOX_POLL_SECONDS": "0.2",
-    }
+    base_env = _base_env(amqp_url, exchange)
     databases = {name: f"{prefix}_{name}" for name in SERVICES}
     processes = start_all(ports=ports, base_env=base_env, database_prefix=prefix)
     try:
@@ -254,3 +261,106 @@ def test_the_distributed_suite_books_once_reports_ready_and_answers_502_without_
         not_ready = client.get("/readyz")
         assert not_ready.status_code == 503
         assert not_ready.json()["services"]["scheduling"]["status"] == "unreachable"
+
+
+def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not within {seconds} s")
+        time.sleep(0.2)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _error_lines(log_dir: Path) -> list[str]:
+    """What an operator would read as a failure in the processes' output: a log record at error level
+    or above (JSON from structlog, ``ERROR:`` from uvicorn) or asyncio's complaints about futures."""
+    found = []
+    for log in sorted(log_dir.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            level = str(record.get("level", "")).lower() if isinstance(record, dict) else ""
+            if (
+                level in {"error", "critical", "exception"}
+                or line.startswith(("ERROR", "CRITICAL", "Traceback"))
+                or "never retrieved" in line
+                or "Task was destroyed" in line
+            ):
+                found.append(f"{log.stem}: {line[:500]}")
+    return found
+
+
+def test_a_gateway_started_before_its_services_documents_them_once_up_and_the_suite_stops_quietly(
+    pg_database: Callable[[str], str], amqp_url: str, tmp_path: Path
+) -> None:
+    """Issue 22: a fresh gateway pod starts before its services. Its document names the services it
+    cannot describe yet, and lists their operations once they answer, with no request to them through
+    the gateway first; and stopping the suite after some traffic logs nothing at error level."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(pg_database, "e2e_probe").result()
+    names = [SANDBOX, *SERVICES, "gateway"]
+    ports = {name: _free_port() for name in names}
+    prefix = f"test_{SESSION_TAG}_e2e_{uuid.uuid4().hex[:6]}"
+    base_env = {**_base_env(amqp_url, f"test.e2e.{uuid.uuid4().hex[:8]}"), "OPENAPI_RETRY_MAX_SECONDS": "1"}
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    processes = [start_gateway(ports=ports, base_env=base_env, log_dir=tmp_path)]
+    try:
+        _wait_for(lambda: _answers(f"{gateway}/healthz"), 30, "the gateway up")
+        with httpx.Client(base_url=gateway, timeout=15) as client:
+            early = client.get("/openapi.json").json()
+            assert early["x-unavailable-services"] == list(SERVICES)
+            assert "Incomplete document" in early["info"]["description"]
+            tags = {t["name"]: t["description"] for t in early["tags"]}
+            assert all(tags[name].startswith("UNAVAILABLE") for name in SERVICES)
+            assert not [p for p in early["paths"] if p.startswith("/api/v1/") and "/auth/" not in p]
+            not_ready = client.get("/readyz")
+            assert not_ready.status_code == 503
+            assert not_ready.json()["openapi"]["missing"] == sorted(SERVICES)
+
+            processes += start_services(ports=ports, base_env=base_env, database_prefix=prefix, log_dir=tmp_path)
+            # Each service's own readiness, asked directly: nothing goes to them through the gateway.
+            for name in (SANDBOX, *SERVICES):
+                _wait_for(lambda n=name: _answers(f"http://127.0.0.1:{ports[n]}/readyz"), 90, f"{name} ready")
+
+            def documented() -> bool:
+                return "x-unavailable-services" not in client.get("/openapi.json").json()
+
+            _wait_for(documented, 15, "every service in the gateway's document")
+            spec = client.get("/openapi.json").json()
+            for name in SERVICES:
+                assert any(p.startswith(f"/api/v1/{name}/") for p in spec["paths"]), name
+                assert not next(t for t in spec["tags"] if t["name"] == name)["description"].startswith("UNAVAILABLE")
+            assert "Incomplete document" not in spec["info"]["description"]
+            ready = client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["openapi"]["missing"] == []
+
+            # Some traffic, so that the outbox relays and the consumers have work when the stop comes.
+            admin = _token(client, sub="admin", role="facility_admin", facility_id="clinic-stop")
+            desk = _token(client, sub="desk", role="registrar", facility_id="clinic-stop")
+            location = _created(client, "locations", {"name": "Centrum"}, admin)
+            doctor = _created(
+                client, "practitioners", {"name": "Dr B", "npwz": "5425740", "profession": "doctor"}, admin
+            )
+            work = _created(client, "work-types", {"name": "Visit"}, admin)
+            ids = {"practitioner_id": doctor["id"], "location_id": location["id"], "work_type_id": work["id"]}
+            day = {"date": "2030-03-05", "start_time": "08:00", "end_time": "10:00", "visit_minutes": 10}
+            _created(client, "schedules", {**ids, **day}, desk)
+            for slot in client.get("/api/v1/scheduling/slots", params={"status": "free"}, headers=desk).json():
+                booking = {"slot_id": slot["id"], "patient_pesel": PESEL, "source": "desk"}
+                assert client.post("/api/v1/scheduling/bookings", json=booking, headers=desk).status_code == 201
+    finally:
+        stop_all(processes)
+        _run(_drop_all([f"{prefix}_{name}" for name in SERVICES]))
+    # A clean stop: every process ended on the signal (none killed after the wait), nothing logged at error.
+    assert [p.returncode for p in processes] == [-signal.SIGTERM] * len(processes)
+    assert _error_lines(tmp_path) == []

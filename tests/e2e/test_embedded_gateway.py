@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -122,3 +123,22 @@ async def test_make_run_seeds_a_clinic_that_takes_a_prescription_order_at_once(t
         report = (await client.get("/api/v1/integration/cer/compliance", headers=admin)).json()
         cardiology = next(s for s in report["specialties"] if s["specialty"] == "cardiology")
         assert cardiology["schedules"] == 5
+
+
+async def test_docs_and_redoc_load_every_asset_from_the_gateway_itself(gateway_client: httpx.AsyncClient) -> None:
+    """Issue 21.2: on a clinic's offline network a page that loads Swagger UI from a CDN is blank.
+    Every script, style sheet and icon the pages name is served by the gateway, and no page names
+    another host (the validator badge, which would send the document out, is off)."""
+    for page in ("/docs", "/redoc"):
+        answer = await gateway_client.get(page)
+        assert answer.status_code == 200, page
+        html = answer.text
+        assert not re.findall(r"(?:https?:)?//[\w.-]+", html.replace("window.location.origin", "")), page
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert any(a.endswith(".js") for a in assets), page
+        for asset in assets:
+            served = await gateway_client.get(asset)
+            assert served.status_code == 200, asset
+            assert len(served.content) > 1000, asset
+        assert "/openapi.json" in html
+    assert '"validatorUrl": null' in (await gateway_client.get("/docs")).text

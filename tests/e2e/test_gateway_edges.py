@@ -16,7 +16,14 @@ from gateway.app import create_app
 from gateway.registry import SERVICES
 from gateway.run import refuse_dev_auth_beyond_loopback
 from shared.middleware import BodyLimitMiddleware
+from shared.settings import GatewaySettings
 from tests.conftest import make_gateway_settings, running_client
+
+
+async def _token(client: httpx.AsyncClient, **claims: str) -> dict[str, str]:
+    answer = await client.post("/api/v1/auth/dev-token", json=claims)
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
 async def test_the_dev_token_endpoint_answers_404_when_dev_auth_is_off(tmp_path: Path) -> None:
@@ -64,6 +71,17 @@ async def test_a_service_that_is_down_gives_502_problem_json(tmp_path: Path) -> 
         answer = await client.get("/api/v1/scheduling/slots")
         assert answer.status_code == 502
         assert answer.json()["status"] == 502
+        # The document does not silently drop the service: it says scheduling is missing, and why.
+        spec = (await client.get("/openapi.json")).json()
+        assert spec["x-unavailable-services"] == ["scheduling"]
+        assert "**scheduling**" in spec["info"]["description"]
+        tags = {t["name"]: t["description"] for t in spec["tags"]}
+        assert tags["scheduling"].startswith("UNAVAILABLE")
+        assert not any(p.startswith("/api/v1/scheduling/") for p in spec["paths"])
+        assert any(p.startswith("/api/v1/pharmacy/") for p in spec["paths"])
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["openapi"] == {"missing": ["scheduling"]}
 
 
 async def test_an_unknown_service_or_endpoint_is_404_problem_json(gateway_client: httpx.AsyncClient) -> None:
@@ -158,3 +176,66 @@ def test_make_run_keeps_dev_auth_on_loopback(tmp_path: Path, host: str) -> None:
     refuse_dev_auth_beyond_loopback(host, make_gateway_settings(tmp_path))
     without = make_gateway_settings(tmp_path, environment="development", dev_auth=False, jwt_secret=SECRET)
     refuse_dev_auth_beyond_loopback("0.0.0.0", without)
+
+
+async def test_cors_answers_an_allowed_origins_preflight_and_real_request_and_refuses_another(
+    tmp_path: Path,
+) -> None:
+    """Issue 21.4: a browser front-end on another origin. The preflight carries no token, so it is
+    answered before auth; an origin not in CORS_ORIGINS gets no allow header."""
+    desk = "http://localhost:5173"
+    app = create_app(make_gateway_settings(tmp_path, cors_origins=[desk]))
+    async for client in running_client(app):
+        asking = {
+            "Origin": desk,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        }
+        preflight = await client.options("/api/v1/scheduling/bookings", headers=asking)
+        assert preflight.status_code == 200, preflight.text
+        assert preflight.headers["access-control-allow-origin"] == desk
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+        assert {"authorization", "content-type", "idempotency-key"} <= allowed
+
+        stranger = await client.options(
+            "/api/v1/scheduling/bookings", headers={**asking, "Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in stranger.headers
+        assert stranger.status_code == 400
+        assert stranger.headers["content-type"] == "application/problem+json"
+        assert "origin" in stranger.json()["detail"]
+
+        token = await _token(client, sub="desk", role="registrar", facility_id="f")
+        real = await client.get("/api/v1/scheduling/locations", headers={**token, "Origin": desk})
+        assert real.status_code == 200, real.text
+        assert real.headers["access-control-allow-origin"] == desk
+        assert "x-request-id" in real.headers["access-control-expose-headers"]
+        # An error answer is readable by the front-end too (else the browser shows only "CORS error").
+        refused = await client.get("/api/v1/scheduling/locations", headers={"Origin": desk})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == desk
+        elsewhere = await client.get(
+            "/api/v1/scheduling/locations", headers={**token, "Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in elsewhere.headers
+
+
+def test_cors_origins_default_to_local_dev_servers_in_development_and_none_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    development = GatewaySettings(environment="development").allowed_cors_origins
+    assert {"http://localhost:3000", "http://localhost:5173", "http://127.0.0.1:8080"} <= set(development)
+    secret = "x" * 40
+    production = GatewaySettings(environment="production", dev_auth=False, jwt_secret=secret)
+    assert production.allowed_cors_origins == []
+    assert GatewaySettings(environment="test").allowed_cors_origins == []
+    monkeypatch.setenv("CORS_ORIGINS", "https://desk.clinic.pl, https://portal.clinic.pl/")
+    assert GatewaySettings(environment="production", dev_auth=False, jwt_secret=secret).allowed_cors_origins == [
+        "https://desk.clinic.pl",
+        "https://portal.clinic.pl",
+    ]
+    monkeypatch.setenv("CORS_ORIGINS", '["https://desk.clinic.pl"]')
+    assert GatewaySettings().allowed_cors_origins == ["https://desk.clinic.pl"]
+    monkeypatch.setenv("CORS_ORIGINS", "")
+    assert GatewaySettings(environment="development").allowed_cors_origins == []  # set empty: none at all

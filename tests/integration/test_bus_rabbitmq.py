@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
+import aio_pika
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -241,3 +244,48 @@ async def test_each_subscription_gets_its_own_copy_by_topic(make_bus: BusFactory
     assert sorted(seen["bookings"]) == ["scheduling.booking.cancelled", "scheduling.booking.created"]
     assert sorted(seen["created"]) == ["billing.charge.created", "scheduling.booking.created"]
     assert await bus.ready()
+
+
+async def test_closing_the_bus_lets_the_deliveries_in_hand_finish_and_logs_no_error(
+    make_bus: BusFactory, amqp_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 22: a stop used to close the connection under the running handlers (their work cut
+    off, asyncio's "Future exception was never retrieved" at error level). Now the consumers are
+    cancelled, the deliveries in hand finish and are acked, then the channels and the connection
+    close; and nothing reconnects afterwards."""
+    exchange = unique("test.close")
+    bus = make_bus(exchange)
+    name = unique("test.close-consumer")
+    entered: list[uuid.UUID] = []
+    finished: list[uuid.UUID] = []
+
+    async def slow(envelope: Envelope) -> None:
+        entered.append(envelope.id)
+        await asyncio.sleep(0.3)
+        finished.append(envelope.id)
+
+    bus.subscribe(name, ["billing.#"], slow)
+    await bus.start()
+    sent = [event(n) for n in range(5)]
+    for envelope in sent:
+        await bus.publish(envelope)
+
+    async def all_in_hand() -> bool:
+        return len(entered) == len(sent)
+
+    await eventually(all_in_hand, what="every delivery in a handler")
+    caplog.set_level(logging.WARNING)
+    await bus.close()
+    assert sorted(finished) == sorted(e.id for e in sent)
+    assert not await bus.ready()  # closed for good: a late probe opens no connection
+    gc.collect()  # an unretrieved failed future complains when it is collected
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+    # Acked before the close: nothing waits in the queue to be handled a second time.
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        assert queue.declaration_result.message_count == 0
+    finally:
+        await connection.close()
