@@ -217,7 +217,10 @@ def _dispensing(ctx: ContextDep) -> Dispensing:
     response_model=schemas.DispensableOut | schemas.PackageLookupOut,
     responses={
         404: {"description": "unknown, or not visible to this pharmacy"},
-        429: {"description": "too many wrong access codes from this pharmacy: wait"},
+        429: {
+            "description": "too many wrong access codes from this pharmacy, or for this PESEL from any pharmacy: "
+            "`Retry-After` says how many seconds to wait (a key is never limited)"
+        },
         503: {"description": "P1 is unreachable (realise on the printout with an outage statement)"},
     },
     **allow(*PHARMACY),

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.integration.p1 import P1Client, P1Error, P1NotFound, P1Prescription, P1Unavailable
+from services.pharmacy import code_limit, schemas
 from services.pharmacy import realisation as rules
-from services.pharmacy import schemas
-from services.pharmacy.models import LookupFailure, PrescriptionHold, PrescriptionRealisation, VisiblePrescription
+from services.pharmacy.models import CodeAttempt, PrescriptionHold, PrescriptionRealisation, VisiblePrescription
 from shared.db import utcnow
 from shared.events import EventPayload
 from shared.outbox import UnitOfWork
@@ -48,8 +48,29 @@ class RealisationRecorded(EventPayload):
 
 
 class TooManyWrongCodes(ProblemError):
+    """429; ``retry_after`` (seconds) becomes the ``Retry-After`` header (see ``app.py``)."""
+
     status = 429
     code = "too-many-wrong-codes"
+
+    def __init__(self, detail: str, *, retry_after: int, scope: code_limit.Scope) -> None:
+        super().__init__(detail, extra={"retry_after_seconds": retry_after, "limit": scope.value})
+        self.retry_after = retry_after
+
+
+WRONG_CODE = (
+    "no package matches this access code and PESEL: check both with the patient (the code is in the SMS "
+    "from e-Zdrowie), or scan the QR code of the prescription printout, its e-mail PDF or mObywatel, "
+    "whose key alone opens the prescription"
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A reserved access-code try: ``left`` more wrong codes are allowed after this one."""
+
+    id: int
+    left: int
 
 
 def _rule_kind(kind: str) -> tuple[rules.Kind, bool]:
@@ -118,15 +139,15 @@ def dispensable_out(hold: PrescriptionHold, pharmacy_id: str, on: dt.date) -> sc
 class Dispensing:
     sessions: async_sessionmaker[AsyncSession]
     p1: P1Client
-    failures_allowed: int
-    failure_window: dt.timedelta
+    per_pharmacy: code_limit.Limit
+    per_patient: code_limit.Limit
+    digest_key: bytes
+    now: Callable[[], dt.datetime]
 
     # ------------------------------------------------------------------------- lookup
 
     async def lookup_key(self, pharmacy_id: str, key: str, on: dt.date) -> schemas.DispensableOut:
-        await self._not_rate_limited(pharmacy_id)
         if not await self._visible(pharmacy_id, key):
-            await self._failed(pharmacy_id)
             raise NotFound(NOT_VISIBLE)
         hold = await self._refresh(await self._p1(self.p1.prescription(key)))
         return dispensable_out(hold, pharmacy_id, on)
@@ -134,12 +155,20 @@ class Dispensing:
     async def lookup_code(
         self, pharmacy_id: str, access_code: str, pesel: str, on: dt.date
     ) -> schemas.PackageLookupOut:
-        await self._not_rate_limited(pharmacy_id)
+        attempt = await self._reserve(pharmacy_id, pesel)
         try:
             package = await self._p1(self.p1.lookup_package(access_code, pesel))
         except NotFound:
-            await self._failed(pharmacy_id)
+            # A wrong code keeps its attempt: it is what the limit counts.
+            raise NotFound(
+                f"{WRONG_CODE}; {attempt.left} more wrong codes before a pause",
+                code="wrong-access-code",
+                extra={"attempts_left": attempt.left},
+            ) from None
+        except BaseException:
+            await self._release(attempt)
             raise
+        await self._release(attempt)
         holds = [await self._refresh(p) for p in package.prescriptions]
         async with self.sessions() as session, session.begin():
             for hold in holds:
@@ -293,22 +322,67 @@ class Dispensing:
             hold = await session.get(PrescriptionHold, key)
             return hold is not None and hold.packages_dispensed > 0 and hold.pharmacy_id == pharmacy_id
 
-    async def _failed(self, pharmacy_id: str) -> None:
+    async def _reserve(self, pharmacy_id: str, pesel: str) -> Attempt:
+        """Count this try before P1 is asked: committed first, then judged against every try committed
+        before the count, so of N parallel tries (any number of processes) at most the limit go on."""
+        now = self.now()
+        digest = code_limit.pesel_digest(self.digest_key, pesel)
+        scopes = (
+            (self.per_pharmacy, CodeAttempt.pharmacy_id, pharmacy_id),
+            (self.per_patient, CodeAttempt.pesel_digest, digest),
+        )
         async with self.sessions() as session, session.begin():
-            session.add(LookupFailure(pharmacy_id=pharmacy_id, at=utcnow()))
-
-    async def _not_rate_limited(self, pharmacy_id: str) -> None:
-        since = utcnow() - self.failure_window
+            # Housekeeping by this pharmacy's index only: two deletes walking the same index lock rows
+            # in the same order and cannot deadlock (one by pharmacy and one by PESEL could).
+            gone = now - max(self.per_pharmacy.window, self.per_patient.window)
+            await session.execute(
+                sa.delete(CodeAttempt).where(CodeAttempt.pharmacy_id == pharmacy_id, CodeAttempt.at <= gone)
+            )
+            row = CodeAttempt(pharmacy_id=pharmacy_id, pesel_digest=digest, at=now)
+            session.add(row)
+            await session.flush()
+            attempt_id = row.id
+        left: list[int] = []
+        refused: TooManyWrongCodes | None = None
         async with self.sessions() as session:
-            failures = await session.scalar(
-                sa.select(sa.func.count()).where(LookupFailure.pharmacy_id == pharmacy_id, LookupFailure.at > since)
-            )
-        if int(failures or 0) >= self.failures_allowed:
-            raise TooManyWrongCodes(
-                f"{failures} wrong access codes or unknown keys from this pharmacy in the last "
-                f"{int(self.failure_window.total_seconds() // 60)} minutes: wait before trying again",
-                extra={"retry_after_seconds": int(self.failure_window.total_seconds())},
-            )
+            for limit, column, value in scopes:
+                newest = (
+                    await session.execute(
+                        sa.select(CodeAttempt.id, CodeAttempt.at)
+                        .where(column == value, CodeAttempt.at > limit.since(now))
+                        .order_by(CodeAttempt.at.desc(), CodeAttempt.id.desc())
+                        .limit(limit.allowed + 1)
+                    )
+                ).all()
+                others = [at for found_id, at in newest if found_id != attempt_id]
+                wait = code_limit.retry_after(limit, len(newest), others, now)
+                if wait is not None:
+                    refused = _too_many(limit, wait)
+                    break
+                left.append(limit.allowed - len(newest))
+        if refused is not None:  # released outside the counting session: one connection at a time
+            await self._release(Attempt(attempt_id, 0))
+            raise refused
+        return Attempt(attempt_id, min(left))
+
+    async def _release(self, attempt: Attempt) -> None:
+        """The try found its package (or never reached P1): it does not count against anyone."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(sa.delete(CodeAttempt).where(CodeAttempt.id == attempt.id))
+
+
+def _too_many(limit: code_limit.Limit, wait: int) -> TooManyWrongCodes:
+    minutes = int(limit.window.total_seconds() // 60)
+    if limit.scope is code_limit.Scope.pharmacy:
+        who = f"{limit.allowed} wrong access codes from this pharmacy in {minutes} minutes"
+    else:
+        who = f"{limit.allowed} wrong access codes for this PESEL, from any pharmacy, in {minutes} minutes"
+    return TooManyWrongCodes(
+        f"{who}: try the code again in {wait} s, or scan the QR code of the prescription printout, its e-mail PDF "
+        "or mObywatel (a key is never limited)",
+        retry_after=wait,
+        scope=limit.scope,
+    )
 
 
 def _problem(error: rules.RealisationError) -> ProblemError:

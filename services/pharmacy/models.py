@@ -143,16 +143,24 @@ class VisiblePrescription(Base):
     since: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class LookupFailure(Base):
-    """A wrong access code + PESEL or an unknown key: counted per pharmacy for the rate limit."""
+class CodeAttempt(Base):
+    """One access-code try, reserved before P1 is asked (see ``code_limit``): deleted again when the
+    code was right or the try was refused, kept (until it leaves the window) when the code was wrong.
 
-    __tablename__ = "lookup_failures"
-    __table_args__ = (sa.Index("ix_lookup_failures_pharmacy_at", "pharmacy_id", "at"),)
+    The PESEL is kept only as a keyed digest: the row exists to be counted, never to be read back.
+    """
+
+    __tablename__ = "code_attempts"
+    __table_args__ = (
+        sa.Index("ix_code_attempts_pharmacy_at", "pharmacy_id", "at"),
+        sa.Index("ix_code_attempts_pesel_at", "pesel_digest", "at"),
+    )
     id: Mapped[int] = mapped_column(
         sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     pharmacy_id: Mapped[str] = mapped_column(sa.String(64))
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    pesel_digest: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[dt.datetime]
 
 
 class Outbox(Base, OutboxMixin):

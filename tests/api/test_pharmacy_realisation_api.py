@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.pharmacy.models import PrescriptionHold, PrescriptionRealisation
+from shared.clock import FixedClock
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, WARSAW, Clinic, _rx
 from tests.e2e.test_realisation_flow import _issued, _pharmacist
@@ -337,6 +338,91 @@ async def test_a_wrong_code_or_another_patients_pesel_is_404(clinic: Clinic) -> 
     _problem(await clinic.post(LOOKUP, {"access_code": wrong, "pesel": PATIENT_2}, a), 404)
     _problem(await clinic.post(LOOKUP, {"access_code": package["access_code"], "pesel": PATIENT}, a), 404)
     _problem(await _by_key(clinic, a, package["keys"][0]), 404)  # nothing was opened
+
+
+# ----------------------------------------------------------------------------- the access-code limit
+
+
+def _fix_pharmacy_clock(clinic: Clinic) -> FixedClock:
+    clock = FixedClock(dt.datetime.now(dt.UTC))
+    clinic.service("pharmacy").state.ctx.clock = clock
+    return clock
+
+
+async def _code(clinic: Clinic, token: dict[str, str], code: str, pesel: str = PATIENT_2) -> httpx.Response:
+    return await clinic.post(LOOKUP, {"access_code": code, "pesel": pesel}, token)
+
+
+def _wrong(package: dict[str, Any], n: int) -> str:
+    code = f"{(int(package['access_code']) + 1 + n) % 10000:04d}"
+    assert code != package["access_code"]
+    return code
+
+
+async def test_a_wrong_code_says_what_to_do_and_how_many_tries_are_left(clinic: Clinic) -> None:
+    package = await _registered(clinic)
+    a = await _pharmacist(clinic, A)
+
+    first = _problem(await _code(clinic, a, _wrong(package, 0)), 404)
+    second = _problem(await _code(clinic, a, _wrong(package, 1)), 404)
+
+    assert "scan the QR code" in first["detail"] and "PESEL" in first["detail"]
+    assert (first["attempts_left"], second["attempts_left"]) == (4, 3)
+    assert package["access_code"] not in first["detail"]
+
+
+async def test_the_sixth_wrong_code_waits_with_retry_after_until_the_first_leaves_the_window(clinic: Clinic) -> None:
+    clock = _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic)
+    a = await _pharmacist(clinic, A)
+    for n in range(5):
+        _problem(await _code(clinic, a, _wrong(package, n)), 404)
+        clock.advance(seconds=10)
+
+    paused = await _code(clinic, a, package["access_code"])
+    clock.advance(seconds=549)
+    still = await _code(clinic, a, package["access_code"])
+    clock.advance(seconds=1)
+    again = await _code(clinic, a, package["access_code"])
+
+    body = _problem(paused, 429)
+    assert paused.headers["Retry-After"] == "550" and body["retry_after_seconds"] == 550  # first guess 600 s old
+    assert body["limit"] == "pharmacy" and "scan the QR code" in body["detail"]
+    assert still.headers["Retry-After"] == "1"
+    assert again.status_code == 200, again.text
+
+
+async def test_right_codes_are_released_so_a_busy_pharmacy_is_never_paused_by_its_hits(clinic: Clinic) -> None:
+    _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic)
+    a = await _pharmacist(clinic, A)
+    for n in range(4):
+        _problem(await _code(clinic, a, _wrong(package, n)), 404)
+
+    hits = [(await _code(clinic, a, package["access_code"])).status_code for _ in range(12)]
+    fifth_miss = await _code(clinic, a, _wrong(package, 4))
+    sixth_miss = await _code(clinic, a, _wrong(package, 5))
+
+    assert hits == [200] * 12
+    assert _problem(fifth_miss, 404)["attempts_left"] == 0
+    _problem(sixth_miss, 429)
+
+
+async def test_many_pharmacies_guessing_one_patients_code_are_stopped_at_the_per_pesel_limit(clinic: Clinic) -> None:
+    _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic)
+    guessers = [await _pharmacist(clinic, f"apteka-{n}") for n in range(5)]
+    misses = [(await _code(clinic, guessers[n % 5], _wrong(package, n))).status_code for n in range(10)]
+
+    eleventh = await _code(clinic, await _pharmacist(clinic, "apteka-x"), _wrong(package, 10))
+    right_code = await _code(clinic, await _pharmacist(clinic, "apteka-y"), package["access_code"])
+    other_patient = await _code(clinic, await _pharmacist(clinic, "apteka-y"), "0000", PATIENT)
+
+    assert misses == [404] * 10  # two per pharmacy: no pharmacy reached its own limit of 5
+    assert _problem(eleventh, 429)["limit"] == "patient" and int(eleventh.headers["Retry-After"]) > 0
+    assert _problem(right_code, 429)["limit"] == "patient"
+    assert "scan the QR code" in right_code.json()["detail"]
+    _problem(other_patient, 404)  # the pause is this PESEL's alone
 
 
 async def test_p1_down_answers_503_on_lookup_and_realisation(clinic: Clinic) -> None:
