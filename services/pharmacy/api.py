@@ -216,7 +216,7 @@ def _dispensing(ctx: ContextDep) -> Dispensing:
     "/prescriptions/lookup",
     response_model=schemas.DispensableOut | schemas.PackageLookupOut,
     responses={
-        404: {"description": "unknown, or not visible to this pharmacy"},
+        404: {"description": "P1 knows no such key, or no package matches the access code and PESEL"},
         429: {
             "description": "too many wrong access codes from this pharmacy, or for this PESEL from any pharmacy: "
             "`Retry-After` says how many seconds to wait (a key is never limited)"
@@ -228,7 +228,9 @@ def _dispensing(ctx: ContextDep) -> Dispensing:
 async def lookup_prescription(
     body: schemas.LookupIn, ctx: ContextDep, who: CurrentPrincipal
 ) -> schemas.DispensableOut | schemas.PackageLookupOut:
-    """By key (visible once this pharmacy entered its code or realised part of it) or by access code + PESEL."""
+    """By the key scanned from the printout, the e-mail PDF or mObywatel (it opens that prescription), or by
+    the package's access code + PESEL (it opens every prescription of the package; wrong codes are limited
+    per pharmacy and per PESEL). A prescription with nothing dispensable here says why in `reason`."""
     on = body.on_date or _today(ctx)
     if body.key is not None:
         return await _dispensing(ctx).lookup_key(who.require_pharmacy(), body.key, on)
@@ -240,7 +242,10 @@ async def lookup_prescription(
     "/realizations",
     status_code=201,
     response_model=schemas.RealisationOut,
-    responses={409: {"description": "partly realised in another pharmacy, or cancelled"}},
+    responses={
+        404: {"description": "P1 knows no prescription with this key"},
+        409: {"description": "partly realised in another pharmacy, or cancelled"},
+    },
     **allow(*PHARMACY),
 )
 async def realise_prescription(

@@ -6,9 +6,11 @@ realisation (see ``models.PrescriptionHold``). A realisation is committed here w
 ``pharmacy.realisation.recorded``; the integration service reports it to P1 through its queue, so a
 realisation made while P1 is down reaches P1 when it is back, in order.
 
-Visibility (DOMAIN.md 4): a pharmacy sees a prescription only after entering its package's access
-code with the PESEL, or when it already realised part of it. Any other key answers 404, like an
-unknown one, and counts as a failed lookup for the rate limit.
+Opening (DOMAIN.md 4): the key scanned from the printout, the e-mail PDF or mObywatel opens that one
+prescription (it is a 44-digit random secret, and what the patient is told to show); the 4-digit
+access code with the PESEL opens the whole package, under the limit of ``code_limit``. A key of a
+prescription partly realised in another pharmacy opens with nothing dispensable here and the reason;
+realising it answers 409.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.integration.p1 import P1Client, P1Error, P1NotFound, P1Prescription, P1Unavailable
 from services.pharmacy import code_limit, schemas
 from services.pharmacy import realisation as rules
-from services.pharmacy.models import CodeAttempt, PrescriptionHold, PrescriptionRealisation, VisiblePrescription
+from services.pharmacy.models import CodeAttempt, PrescriptionHold, PrescriptionRealisation
 from shared.db import utcnow
 from shared.events import EventPayload
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
 
-NOT_VISIBLE = "no such prescription for this pharmacy"
+UNKNOWN_KEY = (
+    "P1 knows no prescription with this key: scan the QR code again or check the 44 digits under it; "
+    "the patient's access code (SMS) with the PESEL opens the whole package"
+)
 T = TypeVar("T")
 
 
@@ -119,20 +124,46 @@ def dispensable_out(hold: PrescriptionHold, pharmacy_id: str, on: dt.date) -> sc
         left -= reduced
     window = rules.validity_window(prescription)
     elsewhere = hold.packages_dispensed > 0 and hold.pharmacy_id != pharmacy_id
-    usable = window.first_day <= on <= window.last_day and not elsewhere and not hold.cancelled
+    reason = _not_dispensable(hold, window, on, elsewhere=elsewhere, left=left)
     return schemas.DispensableOut(
         key=hold.key,
         drug=hold.drug,
         kind=hold.kind,
         packages_prescribed=hold.packages_prescribed,
         packages_dispensed=hold.packages_dispensed,
-        packages_dispensable=min(max(left, 0), rules.max_packages_per_visit(prescription)) if usable else 0,
+        packages_dispensable=0 if reason else min(left, rules.max_packages_per_visit(prescription)),
         valid_from=window.first_day,
         valid_until=window.last_day,
         reduction_days=reduction_days,
         reduced_packages=hold.reduced_packages,
         held_by_this_pharmacy=hold.packages_dispensed > 0 and hold.pharmacy_id == pharmacy_id,
+        reason_code=reason[0] if reason else None,
+        reason=reason[1] if reason else None,
     )
+
+
+def _not_dispensable(
+    hold: PrescriptionHold, window: rules.ValidityWindow, on: dt.date, *, elsewhere: bool, left: int
+) -> tuple[str, str] | None:
+    """Why nothing can be dispensed here today, as (stable code, sentence); None when something can."""
+    if hold.cancelled:
+        return "cancelled", "the issuer cancelled this prescription"
+    if elsewhere:
+        # The other pharmacy is not named: which pharmacy a patient uses is theirs to tell.
+        return (
+            "realised_elsewhere",
+            "partly realised in another pharmacy: the rest can only be dispensed there (all packages of one "
+            "e-prescription come from the same pharmacy)",
+        )
+    if on < window.first_day:
+        return "not_yet_valid", f"realisable from {window.first_day}"
+    if on > window.last_day:
+        return "expired", f"could be realised until {window.last_day}: it has expired"
+    if left <= 0:
+        if hold.packages_dispensed + hold.reduced_packages >= hold.packages_prescribed:
+            return "fully_dispensed", "every package of this prescription has been dispensed"
+        return "used_up_by_reduction", "the dosage of the days elapsed since its start uses up what is left"
+    return None
 
 
 @dataclass
@@ -147,8 +178,6 @@ class Dispensing:
     # ------------------------------------------------------------------------- lookup
 
     async def lookup_key(self, pharmacy_id: str, key: str, on: dt.date) -> schemas.DispensableOut:
-        if not await self._visible(pharmacy_id, key):
-            raise NotFound(NOT_VISIBLE)
         hold = await self._refresh(await self._p1(self.p1.prescription(key)))
         return dispensable_out(hold, pharmacy_id, on)
 
@@ -170,10 +199,6 @@ class Dispensing:
             raise
         await self._release(attempt)
         holds = [await self._refresh(p) for p in package.prescriptions]
-        async with self.sessions() as session, session.begin():
-            for hold in holds:
-                if await session.get(VisiblePrescription, (pharmacy_id, hold.key)) is None:
-                    session.add(VisiblePrescription(pharmacy_id=pharmacy_id, key=hold.key))
         return schemas.PackageLookupOut(
             package_key=package.package_key, prescriptions=[dispensable_out(h, pharmacy_id, on) for h in holds]
         )
@@ -191,13 +216,11 @@ class Dispensing:
         if body.outage_statement:
             await self._prepare_outage(body)
         else:
-            if not await self._visible(pharmacy_id, body.key):
-                raise NotFound(NOT_VISIBLE)
             await self._refresh(await self._p1(self.p1.prescription(body.key)))
         async with new_uow() as uow:
             hold = await uow.session.get(PrescriptionHold, body.key, with_for_update=True)
             if hold is None:  # only after an outage without a printout; _prepare_outage refuses that
-                raise NotFound(NOT_VISIBLE)
+                raise NotFound(UNKNOWN_KEY)
             if hold.cancelled:
                 raise Conflict("the issuer cancelled this prescription", code="prescription-cancelled")
             visit = rules.Visit(
@@ -278,7 +301,7 @@ class Dispensing:
         try:
             return await call
         except P1NotFound:
-            raise NotFound(NOT_VISIBLE) from None
+            raise NotFound(UNKNOWN_KEY) from None
         except P1Unavailable as exc:
             raise ProblemError(
                 "P1 is unreachable: with the printout, an identity document and the patient's signed statement, "
@@ -314,13 +337,6 @@ class Dispensing:
                 hold.reduction_applied = True
             hold.updated_at = utcnow()
         return hold
-
-    async def _visible(self, pharmacy_id: str, key: str) -> bool:
-        async with self.sessions() as session:
-            if await session.get(VisiblePrescription, (pharmacy_id, key)) is not None:
-                return True
-            hold = await session.get(PrescriptionHold, key)
-            return hold is not None and hold.packages_dispensed > 0 and hold.pharmacy_id == pharmacy_id
 
     async def _reserve(self, pharmacy_id: str, pesel: str) -> Attempt:
         """Count this try before P1 is asked: committed first, then judged against every try committed

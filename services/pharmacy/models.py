@@ -134,15 +134,6 @@ class PrescriptionRealisation(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class VisiblePrescription(Base):
-    """A key a pharmacy may look up: it entered the package's access code + PESEL."""
-
-    __tablename__ = "visible_prescriptions"
-    pharmacy_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(44), primary_key=True)
-    since: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
 class CodeAttempt(Base):
     """One access-code try, reserved before P1 is asked (see ``code_limit``): deleted again when the
     code was right or the try was refused, kept (until it leaves the window) when the code was wrong.

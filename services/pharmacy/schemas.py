@@ -195,6 +195,12 @@ class DispensableOut(BaseModel):
     reduction_days: int = Field(description="days of use the 365-day reduction counts on on_date (0: none)")
     reduced_packages: int
     held_by_this_pharmacy: bool
+    reason_code: str | None = Field(
+        description="why nothing is dispensable here today (null when something is): cancelled, "
+        "realised_elsewhere, not_yet_valid, expired, fully_dispensed, used_up_by_reduction",
+        examples=["realised_elsewhere"],
+    )
+    reason: str | None = Field(description="the same, as a sentence for the pharmacist")
 
 
 class PackageLookupOut(BaseModel):

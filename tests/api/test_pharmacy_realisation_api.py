@@ -1,8 +1,9 @@
 """E-prescription realisation at the pharmacy as clients see it: through the gateway (embedded).
 
 API.md's Pharmacy rows ``POST /prescriptions/lookup`` and ``POST /realizations`` with DOMAIN.md 3 and 4:
-each bad field named in a problem+json 422, only a pharmacist, visibility per pharmacy (the code entered
-or a partial realisation here; anything else answers 404 like an unknown key), the validity windows on
+each bad field named in a problem+json 422, only a pharmacist, the scanned key opening its prescription
+alone and the access code + PESEL the package (wrong codes limited per pharmacy and per PESEL), the
+validity windows on
 their last day and the day after, the 180-day cap per visit, partial realisation bound to one pharmacy,
 substitutes, idempotent retries, the report to P1 and the prescriptions service learning the first
 realisation.
@@ -275,7 +276,7 @@ async def test_a_key_lookup_answers_the_shape_of_the_contract(clinic: Clinic) ->
     }
 
 
-async def test_a_package_of_three_by_code_shows_all_three_then_each_key_only_to_that_pharmacy(clinic: Clinic) -> None:
+async def test_a_package_of_three_by_code_shows_all_three_and_each_key_opens_alone_anywhere(clinic: Clinic) -> None:
     package = await _issued(
         clinic, _rx(), _rx(drug="Bisocard 5", packages=1), _rx(drug="Amotaks 1g", kind="antibiotic", packages=1)
     )
@@ -292,21 +293,69 @@ async def test_a_package_of_three_by_code_shows_all_three_then_each_key_only_to_
         ("Amotaks 1g", 1),
     ]
     assert [p["valid_until"] for p in found["prescriptions"]] == [_on(30), _on(30), _on(7)]
-    for key in keys:
+    assert [p["reason_code"] for p in found["prescriptions"]] == [None, None, None]
+    for key in keys:  # the key scanned from the printout: only that prescription, in any pharmacy
         assert (await _by_key(clinic, a, key)).json()["key"] == key
-        _problem(await _by_key(clinic, b, key), 404)
+        scanned = await _by_key(clinic, b, key)
+        assert scanned.status_code == 200 and "package_key" not in scanned.json()
+        assert scanned.json()["key"] == key and scanned.json()["packages_dispensable"] >= 1
 
 
-async def test_another_pharmacys_key_answers_exactly_like_an_unknown_key(clinic: Clinic) -> None:
+async def test_the_scanned_key_alone_opens_and_realises_a_prescription_no_code_was_entered_for(
+    clinic: Clinic,
+) -> None:
+    package = await _issued(clinic, _rx(packages=3))
+    key = package["prescriptions"][0]["key"]
+    b = await _pharmacist(clinic, B)
+
+    scanned = await _by_key(clinic, b, key)
+    realised = await _realise(clinic, b, key, 2)
+
+    assert scanned.status_code == 200, scanned.text
+    assert (scanned.json()["packages_dispensable"], scanned.json()["reason"]) == (3, None)
+    assert realised.status_code == 201 and realised.json()["packages_remaining"] == 1
+
+
+async def test_a_key_partly_realised_in_another_pharmacy_opens_with_nothing_dispensable_and_the_reason(
+    clinic: Clinic,
+) -> None:
     a, b = await _pharmacist(clinic, A), await _pharmacist(clinic, B)
-    key = await _clinic_rx(clinic, a)
+    key = await _clinic_rx(clinic, a, packages=3)
     assert (await _realise(clinic, a, key, 1)).status_code == 201
 
-    hidden = await _by_key(clinic, b, key)
-    unknown = await _by_key(clinic, b, "9" * 44)
+    scanned = await _by_key(clinic, b, key)
+    realised = await _realise(clinic, b, key, 1)
 
-    assert _problem(hidden, 404) == _problem(unknown, 404)
-    assert key not in hidden.text and "apteka" not in hidden.text
+    assert scanned.status_code == 200, scanned.text
+    found = scanned.json()
+    assert (found["packages_dispensed"], found["packages_dispensable"], found["held_by_this_pharmacy"]) == (1, 0, False)
+    assert found["reason_code"] == "realised_elsewhere" and "another pharmacy" in found["reason"]
+    assert A not in scanned.text  # which pharmacy the patient went to is not told
+    assert "another pharmacy" in _problem(realised, 409)["detail"] and A not in realised.text
+
+
+async def test_an_unknown_key_is_404_saying_what_the_pharmacist_can_do(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+
+    unknown = _problem(await _by_key(clinic, a, "9" * 44), 404)
+
+    assert "scan the QR code again" in unknown["detail"] and "access code" in unknown["detail"]
+
+
+async def test_a_key_scan_is_never_blocked_by_the_per_pesel_code_limit(clinic: Clinic) -> None:
+    _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic, _line(packages=2))
+    guessers = [await _pharmacist(clinic, f"apteka-{n}") for n in range(5)]
+    for n in range(10):
+        _problem(await _code(clinic, guessers[n % 5], _wrong(package, n)), 404)
+    a = await _pharmacist(clinic, A)
+    _problem(await _code(clinic, a, package["access_code"]), 429)
+
+    scanned = await _by_key(clinic, a, package["keys"][0])
+    realised = await _realise(clinic, a, package["keys"][0], 1)
+
+    assert scanned.status_code == 200 and scanned.json()["packages_dispensable"] == 2
+    assert realised.status_code == 201, realised.text
 
 
 async def test_a_key_realised_partly_here_stays_visible_here_and_is_held_by_this_pharmacy(clinic: Clinic) -> None:
@@ -337,7 +386,6 @@ async def test_a_wrong_code_or_another_patients_pesel_is_404(clinic: Clinic) -> 
 
     _problem(await clinic.post(LOOKUP, {"access_code": wrong, "pesel": PATIENT_2}, a), 404)
     _problem(await clinic.post(LOOKUP, {"access_code": package["access_code"], "pesel": PATIENT}, a), 404)
-    _problem(await _by_key(clinic, a, package["keys"][0]), 404)  # nothing was opened
 
 
 # ----------------------------------------------------------------------------- the access-code limit
@@ -725,15 +773,12 @@ async def test_missing_key_and_packages_are_each_named(clinic: Clinic) -> None:
     assert {"body.key", "body.packages"} <= set(_fields(answer))
 
 
-async def test_a_key_never_looked_up_here_cannot_be_realised(clinic: Clinic) -> None:
+async def test_an_unknown_key_cannot_be_realised(clinic: Clinic) -> None:
     a = await _pharmacist(clinic, A)
-    package = await _registered(clinic)
 
-    never_opened = await _realise(clinic, a, package["keys"][0], 1)
     unknown = await _realise(clinic, a, "9" * 44, 1)
 
-    assert _problem(never_opened, 404) == _problem(unknown, 404)
-    assert (await _in_p1(clinic, package["keys"][0]))["packages_dispensed"] == 0
+    assert "P1 knows no prescription" in _problem(unknown, 404)["detail"]
 
 
 async def test_more_packages_than_left_is_refused_saying_how_many_are_left(clinic: Clinic) -> None:

@@ -37,8 +37,8 @@ async def test_partial_realisation_in_a_binds_the_rest_to_a_and_p1_learns_every_
     a, b = await _pharmacist(clinic, "apteka-a"), await _pharmacist(clinic, "apteka-b")
     lookup = "/api/v1/pharmacy/prescriptions/lookup"
 
-    hidden = await clinic.post(lookup, {"key": key}, a)
-    assert hidden.status_code == 404  # the key alone: this pharmacy has not entered the code
+    scanned = await clinic.post(lookup, {"key": key}, a)  # the QR code of the printout alone opens it
+    assert scanned.status_code == 200 and scanned.json()["packages_dispensable"] == 6, scanned.text
     by_code = await clinic.post(lookup, {"access_code": package["access_code"], "pesel": PATIENT}, a)
     assert by_code.status_code == 200, by_code.text
     found = by_code.json()["prescriptions"][0]
@@ -48,7 +48,8 @@ async def test_partial_realisation_in_a_binds_the_rest_to_a_and_p1_learns_every_
     assert first.status_code == 201, first.text
     assert (first.json()["packages_dispensed"], first.json()["packages_remaining"]) == (2, 4)
 
-    assert (await clinic.post(lookup, {"access_code": package["access_code"], "pesel": PATIENT}, b)).status_code == 200
+    at_b = (await clinic.post(lookup, {"key": key}, b)).json()
+    assert (at_b["packages_dispensable"], at_b["reason_code"]) == (0, "realised_elsewhere")
     elsewhere = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, b)
     assert elsewhere.status_code == 409 and "another pharmacy" in elsewhere.json()["detail"]
 
