@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import uuid
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 
@@ -36,7 +35,7 @@ CSV_EXAMPLE = (
 
 
 def _today(ctx: ContextDep) -> dt.date:
-    return dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    return ctx.today()
 
 
 def _with_openapi(route: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -231,11 +230,10 @@ async def lookup_prescription(
     """By the key scanned from the printout, the e-mail PDF or mObywatel (it opens that prescription), or by
     the package's access code + PESEL (it opens every prescription of the package; wrong codes are limited
     per pharmacy and per PESEL). A prescription with nothing dispensable here says why in `reason`."""
-    on = body.on_date or _today(ctx)
     if body.key is not None:
-        return await _dispensing(ctx).lookup_key(who.require_pharmacy(), body.key, on)
+        return await _dispensing(ctx).lookup_key(who.require_pharmacy(), body.key)
     assert body.access_code is not None and body.pesel is not None  # the schema requires both together
-    return await _dispensing(ctx).lookup_code(who.require_pharmacy(), body.access_code, body.pesel, on)
+    return await _dispensing(ctx).lookup_code(who.require_pharmacy(), body.access_code, body.pesel)
 
 
 @router.post(
@@ -251,5 +249,7 @@ async def lookup_prescription(
 async def realise_prescription(
     body: schemas.RealisationIn, ctx: ContextDep, who: CurrentPrincipal
 ) -> schemas.RealisationOut:
-    on = body.on_date or _today(ctx)
-    return await _dispensing(ctx).realise(ctx.uow, who.require_pharmacy(), who.sub, body, on)
+    """Dated today (Europe/Warsaw) by the server; `on_date` only on an outage realisation (P1 down), from
+    the day P1 went down through today. At most 180 days of use per visit: everything this pharmacy
+    dispenses of one prescription on one day counts together."""
+    return await _dispensing(ctx).realise(ctx.uow, who.require_pharmacy(), who.sub, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -66,6 +67,7 @@ def create_app(
         ),
         digest_key=code_limit.digest_key(config.jwt_secret.get_secret_value()),
         now=lambda: ctx.clock.now(),
+        timezone=ZoneInfo(config.timezone),
     )
     app.add_exception_handler(TooManyWrongCodes, _too_many_wrong_codes)
     return app

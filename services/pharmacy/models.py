@@ -116,6 +116,9 @@ class PrescriptionHold(Base):
     reduced_packages: Mapped[int] = mapped_column(default=0)
     reduction_applied: Mapped[bool] = mapped_column(default=False)
     pharmacy_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The patient as a keyed digest (code_limit.pesel_digest), to check an outage printout against:
+    # known once the package was opened by access code + PESEL (or realised on a printout); else None.
+    patient_digest: Mapped[str | None] = mapped_column(sa.String(64))
     cancelled: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -131,7 +134,22 @@ class PrescriptionRealisation(Base):
     outage: Mapped[bool]
     # A substitute is recorded with what was prescribed (the hold's drug).
     dispensed_product: Mapped[str | None] = mapped_column(sa.String(200))
+    # An outage realisation: the identity document the patient showed (the printout's data is the hold's).
+    identity_document: Mapped[str | None] = mapped_column(sa.String(20))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class P1Status(Base):
+    """Since when P1 has been failing, as this service saw it: the first failed call, until one succeeds.
+
+    One row (id 1), shared by every process of the service: an outage realisation may be dated back
+    to this day, never further (DOMAIN.md 4).
+    """
+
+    __tablename__ = "p1_status"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="one_row"),)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    down_since: Mapped[dt.datetime | None]
 
 
 class CodeAttempt(Base):

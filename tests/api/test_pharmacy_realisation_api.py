@@ -146,12 +146,23 @@ async def _clinic_rx(clinic: Clinic, token: dict[str, str], **overrides: Any) ->
     return key
 
 
-async def _realise(clinic: Clinic, token: dict[str, str], key: str, packages: int, **extra: Any) -> httpx.Response:
+def _move_to(clinic: Clinic, day: int | None) -> None:
+    """The pharmacy's clock at noon of today + ``day`` (Warsaw): its realisations and lookups are dated then."""
+    if day is not None:
+        noon = dt.datetime.combine(_today() + dt.timedelta(days=day), dt.time(12), tzinfo=WARSAW)
+        clinic.service("pharmacy").state.ctx.clock = FixedClock(noon)
+
+
+async def _realise(
+    clinic: Clinic, token: dict[str, str], key: str, packages: int, day: int | None = None, **extra: Any
+) -> httpx.Response:
+    _move_to(clinic, day)
     return await clinic.post(REALISE, {"key": key, "packages": packages, **extra}, token)
 
 
-async def _by_key(clinic: Clinic, token: dict[str, str], key: str, **extra: Any) -> httpx.Response:
-    return await clinic.post(LOOKUP, {"key": key, **extra}, token)
+async def _by_key(clinic: Clinic, token: dict[str, str], key: str, day: int | None = None) -> httpx.Response:
+    _move_to(clinic, day)
+    return await clinic.post(LOOKUP, {"key": key}, token)
 
 
 async def _report(clinic: Clinic) -> None:
@@ -535,6 +546,165 @@ async def test_the_same_pharmacy_twice_at_once_never_dispenses_more_than_prescri
     assert (await _by_key(clinic, a, key)).json()["packages_dispensed"] == 2
 
 
+# ----------------------------------------------------------------------------- the realisation date
+
+
+@pytest.mark.parametrize("day", [-1, 0, 5])
+async def test_a_pharmacist_cannot_date_a_realisation_not_even_today(clinic: Clinic, day: int) -> None:
+    a = await _pharmacist(clinic, A)
+    key = await _clinic_rx(clinic, a, packages=2)
+
+    dated = await _realise(clinic, a, key, 1, on_date=_on(day))
+
+    assert _fields(dated) == ["body.on_date"] and "outage" in dated.json()["detail"]
+    assert (await _by_key(clinic, a, key)).json()["packages_dispensed"] == 0
+
+
+async def test_a_realisation_is_filed_with_p1_under_the_servers_date(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    key = await _clinic_rx(clinic, a, packages=2)
+
+    assert (await _realise(clinic, a, key, 1, day=3)).status_code == 201
+    await _report(clinic)
+
+    assert [(r["realised_on"], r["outage"]) for r in (await _in_p1(clinic, key))["realisations"]] == [(_on(3), False)]
+
+
+def _printout(package: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """What the patient's printout of a ``_registered`` default line shows."""
+    return {
+        "package_key": package["package_key"],
+        "patient_pesel": PATIENT_2,
+        "drug": "Metformax 500",
+        "kind": "standard",
+        "issued_on": _on(0),
+        "packages": 2,
+        "units_per_package": "30",
+        "daily_dose_units": "1",
+        **changes,
+    }
+
+
+async def test_an_outage_realisation_is_dated_back_to_the_first_failed_call_to_p1_and_no_further(
+    clinic: Clinic,
+) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+    _problem(await _by_key(clinic, a, key, day=1), 503)  # P1 fails first on day 1
+    outage = {"outage_statement": True, "printout": _printout(package), "identity_document": "id_card"}
+
+    before_the_outage = await _realise(clinic, a, key, 1, day=3, on_date=_on(0), **outage)
+    in_the_future = await _realise(clinic, a, key, 1, on_date=_on(4), **outage)
+    first_day_down = await _realise(clinic, a, key, 1, on_date=_on(1), **outage)
+
+    assert _fields(before_the_outage) == ["body.on_date"] and _on(1) in before_the_outage.json()["detail"]
+    assert _fields(in_the_future) == ["body.on_date"] and "future" in in_the_future.json()["detail"]
+    assert first_day_down.status_code == 201, first_day_down.text
+    assert (await clinic.client.post("/sandbox/p1/up")).status_code == 200
+    await clinic.settle()
+    await (
+        clinic.service("integration")
+        .state.ctx.extras["forwarder"]
+        .forward_pending(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    )
+    in_p1 = await _in_p1(clinic, key)
+    assert [(r["realised_on"], r["outage"]) for r in in_p1["realisations"]] == [(_on(1), True)]
+
+
+async def test_once_p1_answers_again_a_later_outage_starts_afresh(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic, _line(packages=3))
+    key = package["keys"][0]
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+    _problem(await _by_key(clinic, a, key, day=0), 503)
+    assert (await clinic.client.post("/sandbox/p1/up")).status_code == 200
+    assert (await _by_key(clinic, a, key, day=1)).status_code == 200  # P1 answers: the outage is over
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+
+    dated_in_the_old_outage = await _realise(
+        clinic,
+        a,
+        key,
+        1,
+        day=2,
+        on_date=_on(0),
+        outage_statement=True,
+        printout=_printout(package, packages=3),
+        identity_document="passport",
+    )
+
+    assert _fields(dated_in_the_old_outage) == ["body.on_date"] and _on(2) in dated_in_the_old_outage.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- outage realisation
+
+
+async def test_with_p1_down_neither_a_bare_key_nor_a_statement_without_the_documents_realises(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    assert (await _by_key(clinic, a, key)).status_code == 200  # seen while P1 was up
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+
+    bare_key = await _realise(clinic, a, key, 1)
+    no_printout = await _realise(clinic, a, key, 1, outage_statement=True, identity_document="id_card")
+    no_document = await _realise(clinic, a, key, 1, outage_statement=True, printout=_printout(package))
+    no_statement = await _realise(clinic, a, key, 1, printout=_printout(package), identity_document="id_card")
+
+    assert "P1 is unreachable" in _problem(bare_key, 503)["detail"]
+    assert _fields(no_printout) == ["body.printout"]
+    assert _fields(no_document) == ["body.identity_document"]
+    assert _fields(no_statement) == ["body.outage_statement"]
+    async with clinic.service("pharmacy").state.ctx.sessions() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(PrescriptionRealisation)) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"patient_pesel": PATIENT}, "body.printout.patient_pesel"),
+        ({"drug": "Metformax 850"}, "body.printout.drug"),
+        ({"packages": 5}, "body.printout.packages"),
+        ({"package_key": "7" * 44}, "body.printout.package_key"),
+    ],
+)
+async def test_an_outage_printout_that_contradicts_what_p1_showed_this_pharmacy_is_refused(
+    clinic: Clinic, change: dict[str, Any], field: str
+) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    await _open(clinic, a, package, PATIENT_2)  # by code + PESEL: this pharmacy knows the patient
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+    documents = {"outage_statement": True, "identity_document": "passport"}
+
+    forged = await _realise(clinic, a, key, 1, printout=_printout(package, **change), **documents)
+    genuine = await _realise(clinic, a, key, 1, printout=_printout(package, drug=" metformax 500"), **documents)
+
+    assert _fields(forged) == [field]
+    assert PATIENT not in forged.text and PATIENT_2 not in forged.text
+    assert genuine.status_code == 201 and genuine.json()["outage"] is True
+    async with clinic.service("pharmacy").state.ctx.sessions() as session:
+        recorded = list(await session.scalars(sa.select(PrescriptionRealisation)))
+    assert [(r.outage, r.identity_document, r.packages) for r in recorded] == [(True, "passport", 1)]
+
+
+async def test_an_outage_realisation_of_a_prescription_never_seen_here_goes_on_the_printout(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+
+    realised = await _realise(
+        clinic, a, key, 1, outage_statement=True, printout=_printout(package), identity_document="mobywatel"
+    )
+
+    assert realised.status_code == 201, realised.text
+    assert (realised.json()["packages_remaining"], realised.json()["outage"]) == (1, True)
+
+
 # ----------------------------------------------------------------------------- validity windows
 
 
@@ -542,22 +712,22 @@ async def test_a_standard_prescription_is_realisable_through_issue_plus_30_and_n
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a)
 
-    late = await _realise(clinic, a, key, 1, on_date=_on(31))
-    last_day = await _realise(clinic, a, key, 1, on_date=_on(30))
+    late = await _realise(clinic, a, key, 1, day=31)
+    last_day = await _realise(clinic, a, key, 1, day=30)
 
-    assert _fields(late) == ["body.on_date"] and _on(30) in late.json()["detail"]
+    assert _fields(late) == ["body.key"] and _on(30) in late.json()["detail"]
     assert last_day.status_code == 201, last_day.text
-    assert (await _by_key(clinic, a, key, on_date=_on(31))).json()["packages_dispensable"] == 0
+    assert (await _by_key(clinic, a, key, day=31)).json()["packages_dispensable"] == 0
 
 
 async def test_partial_realisation_does_not_extend_validity(clinic: Clinic) -> None:
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=3)
-    assert (await _realise(clinic, a, key, 1, on_date=_on(29))).status_code == 201
+    assert (await _realise(clinic, a, key, 1, day=29)).status_code == 201
 
-    rest = await _realise(clinic, a, key, 2, on_date=_on(31))
+    rest = await _realise(clinic, a, key, 2, day=31)
 
-    assert _fields(rest) == ["body.on_date"]
+    assert _fields(rest) == ["body.key"]
     assert (await _by_key(clinic, a, key)).json()["packages_dispensed"] == 1
 
 
@@ -568,7 +738,7 @@ async def test_a_standard_prescription_from_p1_issued_31_days_ago_has_expired_an
     expired = await _sandbox_rx(clinic, a, issued_days_ago=31)
     last_day = await _sandbox_rx(clinic, a, issued_days_ago=30)
 
-    assert _fields(await _realise(clinic, a, expired, 1)) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, expired, 1)) == ["body.key"]
     assert (await _realise(clinic, a, last_day, 1)).status_code == 201
 
 
@@ -577,8 +747,8 @@ async def test_an_antibiotic_is_realisable_through_issue_plus_7(clinic: Clinic) 
     key = await _clinic_rx(clinic, a, drug="Amotaks 1g", kind="antibiotic", packages=1, units_per_package="16")
 
     assert (await _by_key(clinic, a, key)).json()["valid_until"] == _on(7)
-    assert _fields(await _realise(clinic, a, key, 1, on_date=_on(8))) == ["body.on_date"]
-    assert (await _realise(clinic, a, key, 1, on_date=_on(7))).status_code == 201
+    assert _fields(await _realise(clinic, a, key, 1, day=8)) == ["body.key"]
+    assert (await _realise(clinic, a, key, 1, day=7)).status_code == 201
 
 
 async def test_an_antibiotic_from_p1_issued_8_days_ago_is_refused_today(clinic: Clinic) -> None:
@@ -587,7 +757,7 @@ async def test_an_antibiotic_from_p1_issued_8_days_ago_is_refused_today(clinic: 
     seven = await _sandbox_rx(clinic, a, _line("antibiotic", packages=1, units="16"), issued_days_ago=7)
 
     assert (await _by_key(clinic, a, eight)).json()["packages_dispensable"] == 0
-    assert _fields(await _realise(clinic, a, eight, 1)) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, eight, 1)) == ["body.key"]
     assert (await _realise(clinic, a, seven, 1)).status_code == 201
 
 
@@ -597,16 +767,16 @@ async def test_a_realise_from_date_opens_the_window_on_that_day_and_counts_30_da
 
     found = (await _by_key(clinic, a, key)).json()
     early = await _realise(clinic, a, key, 1)
-    day_before = await _realise(clinic, a, key, 1, on_date=_on(4))
-    on_the_day = await _realise(clinic, a, key, 1, on_date=_on(5))
-    last_day = await _realise(clinic, a, key, 1, on_date=_on(35))
-    after = await _realise(clinic, a, key, 1, on_date=_on(36))
+    day_before = await _realise(clinic, a, key, 1, day=4)
+    on_the_day = await _realise(clinic, a, key, 1, day=5)
+    last_day = await _realise(clinic, a, key, 1, day=35)
+    after = await _realise(clinic, a, key, 1, day=36)
 
     assert (found["valid_until"], found["packages_dispensable"]) == (_on(35), 0)
-    assert _fields(early) == ["body.on_date"] and _on(5) in early.json()["detail"]
-    assert _fields(day_before) == ["body.on_date"]
+    assert _fields(early) == ["body.key"] and _on(5) in early.json()["detail"]
+    assert _fields(day_before) == ["body.key"]
     assert on_the_day.status_code == 201 and last_day.status_code == 201
-    assert _fields(after) == ["body.on_date"]
+    assert _fields(after) == ["body.key"]
 
 
 @pytest.mark.parametrize(
@@ -620,7 +790,7 @@ async def test_kinds_counted_from_the_issue_date_end_on_their_last_day(clinic: C
 
     assert (await _by_key(clinic, a, last_day)).json()["valid_until"] == _on(0)
     assert (await _realise(clinic, a, last_day, 1)).status_code == 201
-    assert _fields(await _realise(clinic, a, day_after, 1)) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, day_after, 1)) == ["body.key"]
 
 
 async def test_a_narcotic_with_a_realise_from_date_in_p1_does_not_break_the_package_lookup(clinic: Clinic) -> None:
@@ -648,7 +818,7 @@ async def test_a_365_day_prescription_is_realisable_through_issue_plus_365(clini
     assert (found["valid_until"], found["reduction_days"], found["packages_dispensable"]) == (_on(0), 365, 6)
     assert last_day.status_code == 201, last_day.text
     assert last_day.json()["reduced_packages"] == 13 and last_day.json()["packages_remaining"] == 1
-    assert _fields(await _realise(clinic, a, key, 1, on_date=_on(1))) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, key, 1, day=1)) == ["body.key"]
 
 
 async def test_a_365_day_prescription_issued_100_days_ago_is_reduced_once(clinic: Clinic) -> None:
@@ -658,7 +828,7 @@ async def test_a_365_day_prescription_issued_100_days_ago_is_reduced_once(clinic
 
     found = (await _by_key(clinic, a, key)).json()
     first = await _realise(clinic, a, key, 6)
-    rest = await _realise(clinic, a, key, 2, on_date=_on(30))
+    rest = await _realise(clinic, a, key, 2, day=30)
 
     assert (found["reduction_days"], found["packages_dispensable"], found["valid_until"]) == (100, 6, _on(265))
     assert first.json() == {
@@ -675,9 +845,9 @@ async def test_the_365_day_reduction_starts_after_30_days(clinic: Clinic) -> Non
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=12, extended=True)  # 12 x 30 tablets, 1 a day
 
-    day_30 = (await _by_key(clinic, a, key, on_date=_on(30))).json()
-    day_31 = (await _by_key(clinic, a, key, on_date=_on(31))).json()
-    realised = await _realise(clinic, a, key, 1, on_date=_on(31))
+    day_30 = (await _by_key(clinic, a, key, day=30)).json()
+    day_31 = (await _by_key(clinic, a, key, day=31)).json()
+    realised = await _realise(clinic, a, key, 1, day=31)
 
     assert (day_30["reduction_days"], day_30["packages_dispensable"]) == (0, 6)
     assert (day_31["reduction_days"], day_31["packages_dispensable"]) == (31, 6)
@@ -689,13 +859,13 @@ async def test_a_365_day_prescription_issued_by_the_clinic_expires_after_day_365
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=12, extended=True)
 
-    found = (await _by_key(clinic, a, key, on_date=_on(30))).json()
-    used_up = await _realise(clinic, a, key, 1, on_date=_on(365))  # 365 days of dosage take all 360 tablets
-    expired = await _realise(clinic, a, key, 1, on_date=_on(366))
+    found = (await _by_key(clinic, a, key, day=30)).json()
+    used_up = await _realise(clinic, a, key, 1, day=365)  # 365 days of dosage take all 360 tablets
+    expired = await _realise(clinic, a, key, 1, day=366)
 
     assert (found["valid_until"], found["reduction_days"], found["packages_dispensable"]) == (_on(365), 0, 6)
     assert _fields(used_up) == ["body.packages"] and "nothing can be dispensed" in used_up.json()["detail"]
-    assert _fields(expired) == ["body.on_date"]
+    assert _fields(expired) == ["body.key"]
 
 
 async def test_a_prescription_cancelled_by_the_issuer_cannot_be_realised(clinic: Clinic) -> None:
@@ -806,13 +976,32 @@ async def test_at_most_180_days_of_use_in_one_visit(clinic: Clinic) -> None:
     found = (await _by_key(clinic, a, key)).json()
     seven = await _realise(clinic, a, key, 7)
     six = await _realise(clinic, a, key, 6)
-    next_visit = await _realise(clinic, a, key, 6)
+    next_visit = await _realise(clinic, a, key, 6, day=1)
 
     assert found["packages_dispensable"] == 6
     assert _fields(seven) == ["body.packages"]
     assert "210 days" in seven.json()["detail"] and "at most 6 packages" in seven.json()["detail"]
     assert six.status_code == 201 and six.json()["packages_remaining"] == 6
     assert next_visit.status_code == 201 and next_visit.json()["packages_remaining"] == 0
+
+
+async def test_two_calls_the_same_day_are_one_visit_and_share_its_180_days(clinic: Clinic) -> None:
+    a, b = await _pharmacist(clinic, A), await _pharmacist(clinic, B)
+    key = await _clinic_rx(clinic, a, packages=12)  # 30 days a package: 6 packages a visit
+
+    first = await _realise(clinic, a, key, 3, day=0)
+    over = await _realise(clinic, a, key, 4)
+    rest_of_the_visit = await _realise(clinic, a, key, 3)
+    seen_after = (await _by_key(clinic, a, key)).json()
+    one_more = await _realise(clinic, a, key, 1)
+    next_day = (await _by_key(clinic, a, key, day=1)).json()
+
+    assert first.status_code == 201 and rest_of_the_visit.status_code == 201
+    assert _fields(over) == ["body.packages"] and "at most 3 more today" in over.json()["detail"]
+    assert (seen_after["packages_dispensable"], seen_after["reason_code"]) == (0, "visit_cap_reached")
+    assert _fields(one_more) == ["body.packages"] and "nothing more today" in one_more.json()["detail"]
+    assert (next_day["packages_dispensable"], next_day["reason_code"]) == (6, None)
+    assert (await _by_key(clinic, b, key)).json()["reason_code"] == "realised_elsewhere"
 
 
 async def test_the_180_day_cap_follows_the_dosage(clinic: Clinic) -> None:
@@ -875,7 +1064,7 @@ async def test_realisations_are_reported_to_p1_with_the_pharmacy(clinic: Clinic)
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=3)
     assert (await _realise(clinic, a, key, 1)).status_code == 201
-    assert (await _realise(clinic, a, key, 1, on_date=_on(2))).status_code == 201
+    assert (await _realise(clinic, a, key, 1, day=2)).status_code == 201
 
     await _report(clinic)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, Clinic, _day, _rx, clinic
+from shared.clock import FixedClock
+from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, WARSAW, Clinic, _day, _rx, clinic
 
 __all__ = ["clinic"]  # the fixture, shared with the prescriptions flow
 
@@ -25,6 +26,12 @@ async def _issued(clinic: Clinic, *prescriptions: dict[str, Any]) -> dict[str, A
     await clinic.service("integration").state.ctx.extras["forwarder"].forward_pending()
     package: dict[str, Any] = issued.json()
     return package
+
+
+def _pharmacy_on(clinic: Clinic, days_from_today: int) -> None:
+    """The pharmacy's clock at noon, ``days_from_today`` days on: the server dates every realisation."""
+    noon = dt.datetime.combine(dt.date.fromisoformat(_day(days_from_today)), dt.time(12), tzinfo=WARSAW)
+    clinic.service("pharmacy").state.ctx.clock = FixedClock(noon)
 
 
 async def _pharmacist(clinic: Clinic, pharmacy: str) -> dict[str, str]:
@@ -78,19 +85,19 @@ async def test_more_than_180_days_in_one_visit_is_refused_with_the_most_allowed(
 
     assert over.status_code == 422
     assert over.json()["errors"][0]["field"] == "body.packages" and "at most 6 packages" in over.json()["detail"]
-    expired = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "on_date": _day(400)}, a)
-    assert expired.status_code == 422 and expired.json()["errors"][0]["field"] == "body.on_date"
+    _pharmacy_on(clinic, 400)
+    expired = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, a)
+    assert expired.status_code == 422 and expired.json()["errors"][0]["field"] == "body.key"
+    assert "expired" in expired.json()["detail"]
 
 
 async def test_the_365_day_reduction_is_said_in_the_lookup_and_applied_once(clinic: Clinic) -> None:
     package = await _issued(clinic, _rx(packages=12, extended=True))
     key = package["prescriptions"][0]["key"]
     a = await _pharmacist(clinic, "apteka-a")
-    later = (dt.date.fromisoformat(_day(0)) + dt.timedelta(days=95)).isoformat()
+    _pharmacy_on(clinic, 95)  # the patient comes 95 days after the issue
     looked = await clinic.post(
-        "/api/v1/pharmacy/prescriptions/lookup",
-        {"access_code": package["access_code"], "pesel": PATIENT, "on_date": later},
-        a,
+        "/api/v1/pharmacy/prescriptions/lookup", {"access_code": package["access_code"], "pesel": PATIENT}, a
     )
     one = looked.json()["prescriptions"][0]
     assert (one["reduction_days"], one["packages_dispensable"]) == (
@@ -98,7 +105,7 @@ async def test_the_365_day_reduction_is_said_in_the_lookup_and_applied_once(clin
         6,
     )  # 360 - 95 tablets left: 8 whole packages (4 removed), at most 6 a visit
 
-    first = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 6, "on_date": later}, a)
+    first = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 6}, a)
     assert first.json() == {
         "key": key,
         "packages_dispensed": 6,
@@ -106,7 +113,8 @@ async def test_the_365_day_reduction_is_said_in_the_lookup_and_applied_once(clin
         "reduced_packages": 4,
         "outage": False,
     }
-    again = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 2, "on_date": later}, a)
+    _pharmacy_on(clinic, 96)  # the rest on another visit: 6 packages were this visit's 180 days
+    again = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 2}, a)
     assert again.status_code == 201 and again.json()["reduced_packages"] == 4  # applied once, not again
 
 
@@ -141,20 +149,9 @@ async def test_an_outage_realisation_needs_p1_down_and_reaches_p1_when_it_is_bac
     package = await _issued(clinic, _rx(packages=2))
     key = package["prescriptions"][0]["key"]
     a = await _pharmacist(clinic, "apteka-a")
-    while_up = await clinic.post(
-        "/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "outage_statement": True}, a
-    )
-    assert while_up.status_code == 422 and while_up.json()["errors"][0]["field"] == "body.outage_statement"
-
-    await clinic.client.post("/sandbox/p1/down")
-    no_statement = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, a)
-    assert no_statement.status_code in (404, 503)  # never on a bare key or code while P1 is down
-    unknown = await clinic.post(
-        "/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "outage_statement": True}, a
-    )
-    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "body.printout"
     printout = {
         "package_key": package["package_key"],
+        "patient_pesel": PATIENT,
         "drug": "Metformax 500",
         "kind": "standard",
         "issued_on": _day(0),
@@ -162,9 +159,22 @@ async def test_an_outage_realisation_needs_p1_down_and_reaches_p1_when_it_is_bac
         "units_per_package": "30",
         "daily_dose_units": "1",
     }
+    documents = {"outage_statement": True, "printout": printout, "identity_document": "id_card"}
+    while_up = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1, **documents}, a)
+    assert while_up.status_code == 422 and while_up.json()["errors"][0]["field"] == "body.outage_statement"
+
+    await clinic.client.post("/sandbox/p1/down")
+    no_statement = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, a)
+    assert no_statement.status_code in (404, 503)  # never on a bare key or code while P1 is down
+    no_printout = await clinic.post(
+        "/api/v1/pharmacy/realizations",
+        {"key": key, "packages": 1, "outage_statement": True, "identity_document": "id_card"},
+        a,
+    )
+    assert no_printout.status_code == 422 and no_printout.json()["errors"][0]["field"] == "body.printout"
     outage = await clinic.post(
         "/api/v1/pharmacy/realizations",
-        {"key": key, "packages": 1, "outage_statement": True, "printout": printout},
+        {"key": key, "packages": 1, **documents},
         a,
     )
     assert outage.status_code == 201, outage.text
