@@ -176,6 +176,20 @@ async def check_sale(body: schemas.SaleCheckIn, ctx: ContextDep, who: CurrentPri
     return sale_check_view(check, policy, on)
 
 
+@router.post(
+    "/sales/refusals",
+    status_code=201,
+    response_model=schemas.RefusalOut,
+    summary="Record a refused sale (suspected non-medical use), kept with the sale checks",
+    **allow(*PHARMACY),
+)
+async def record_refusal(body: schemas.RefusalIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.RefusalOut:
+    """Art. 8 ust. 3: the pharmacist refuses a product with a psychoactive substance when they judge it may
+    be used for non-medical purposes. Dated by the server (Europe/Warsaw)."""
+    async with ctx.uow() as uow:
+        return await service.record_refusal(uow, who.require_pharmacy(), who.sub, body, ctx.clock.now(), ctx.today())
+
+
 def sale_check_view(check: domain.SaleCheck, policy: domain.Policy, on: dt.date) -> schemas.SaleCheckOut:
     return schemas.SaleCheckOut(
         decision=check.decision,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -86,6 +87,23 @@ class PharmacySettings(Base):
     pharmacy_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     psychoactive_policy: Mapped[str] = mapped_column(sa.String(20), default=DEFAULT_POLICY.value)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SaleRefusal(Base):
+    """A sale the pharmacist refused (art. 8 ust. 3: suspected non-medical use, or a risk to health),
+    kept with the pharmacy's sale records: what was asked for, why, by whom, when."""
+
+    __tablename__ = "sale_refusals"
+    __table_args__ = (sa.Index("ix_sale_refusals_pharmacy_at", "pharmacy_id", "refused_at"),)
+    id: Mapped[uuid.UUID] = _id()
+    pharmacy_id: Mapped[str] = mapped_column(sa.String(64))
+    pharmacist: Mapped[str] = mapped_column(sa.String(200))
+    # [{"product_id": "...", "packages": n}]: the products of the pharmacy's catalogue at the time.
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    reason: Mapped[str] = mapped_column(sa.String(1000))
+    buyer_age: Mapped[int | None]
+    on_date: Mapped[dt.date]
+    refused_at: Mapped[dt.datetime]
 
 
 class PrescriptionHold(Base):

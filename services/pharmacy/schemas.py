@@ -130,9 +130,32 @@ class SaleCheckIn(_In):
     on_date: Day | None = Field(default=None, description="Sale day (default: today in Warsaw); the limits in force")
 
 
+class RefusalIn(_In):
+    lines: list[SaleLineIn] = Field(min_length=1, max_length=100, description="what the buyer asked for")
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="why the pharmacist refused, e.g. suspected non-medical use (art. 8 ust. 3)",
+        examples=["podejrzenie użycia w celach pozamedycznych: trzecia wizyta dziś po ten sam lek"],
+    )
+    buyer_age: int | None = Field(default=None, ge=0, le=130)
+
+
+class RefusalOut(BaseModel):
+    id: uuid.UUID
+    lines: list[SaleLineIn]
+    reason: str
+    buyer_age: int | None
+    pharmacist: str
+    refused_at: dt.datetime
+    on_date: dt.date = Field(description="the day of the refusal (Europe/Warsaw)")
+
+
 class ReasonOut(BaseModel):
     key: str = Field(
-        description="under_18, limit_exceeded, pre_2017_one_package, substance_data_missing, confirmed_by_pharmacist"
+        description="under_18, limit_exceeded, pre_2017_one_package, pre_2017_sale_one_package (a sale before 2017: "
+        "one package of each product with pseudoephedrine, dextromethorphan or codeine), substance_data_missing, "
+        "confirmed_by_pharmacist"
     )
     pl: str
     en: str

@@ -763,6 +763,12 @@ def tenant_probes(alfa: Alfa) -> list[Probe]:
             (404, 422),
             {"buyer_age": 30, "lines": [{"product_id": "{product}", "packages": 1}]},
         ),
+        Probe(
+            "POST",
+            PH + "/sales/refusals",
+            (422,),
+            {"lines": [{"product_id": "{product}", "packages": 1}], "reason": "non-medical use"},
+        ),
         # The scanned key opens its prescription in any pharmacy (DOMAIN.md 4: it is the patient's secret,
         # shown at the counter), so only what another pharmacy may DO with A's key is probed: realising the
         # rest of a prescription partly realised in A is 409, naming nothing of A.
