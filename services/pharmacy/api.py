@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import uuid
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 
@@ -36,7 +35,7 @@ CSV_EXAMPLE = (
 
 
 def _today(ctx: ContextDep) -> dt.date:
-    return dt.datetime.now(ZoneInfo(ctx.settings.timezone)).date()
+    return ctx.today()
 
 
 def _with_openapi(route: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +176,20 @@ async def check_sale(body: schemas.SaleCheckIn, ctx: ContextDep, who: CurrentPri
     return sale_check_view(check, policy, on)
 
 
+@router.post(
+    "/sales/refusals",
+    status_code=201,
+    response_model=schemas.RefusalOut,
+    summary="Record a refused sale (suspected non-medical use), kept with the sale checks",
+    **allow(*PHARMACY),
+)
+async def record_refusal(body: schemas.RefusalIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.RefusalOut:
+    """Art. 8 ust. 3: the pharmacist refuses a product with a psychoactive substance when they judge it may
+    be used for non-medical purposes. Dated by the server (Europe/Warsaw)."""
+    async with ctx.uow() as uow:
+        return await service.record_refusal(uow, who.require_pharmacy(), who.sub, body, ctx.clock.now(), ctx.today())
+
+
 def sale_check_view(check: domain.SaleCheck, policy: domain.Policy, on: dt.date) -> schemas.SaleCheckOut:
     return schemas.SaleCheckOut(
         decision=check.decision,
@@ -216,8 +229,11 @@ def _dispensing(ctx: ContextDep) -> Dispensing:
     "/prescriptions/lookup",
     response_model=schemas.DispensableOut | schemas.PackageLookupOut,
     responses={
-        404: {"description": "unknown, or not visible to this pharmacy"},
-        429: {"description": "too many wrong access codes from this pharmacy: wait"},
+        404: {"description": "P1 knows no such key, or no package matches the access code and PESEL"},
+        429: {
+            "description": "too many wrong access codes from this pharmacy, or for this PESEL from any pharmacy: "
+            "`Retry-After` says how many seconds to wait (a key is never limited)"
+        },
         503: {"description": "P1 is unreachable (realise on the printout with an outage statement)"},
     },
     **allow(*PHARMACY),
@@ -225,23 +241,29 @@ def _dispensing(ctx: ContextDep) -> Dispensing:
 async def lookup_prescription(
     body: schemas.LookupIn, ctx: ContextDep, who: CurrentPrincipal
 ) -> schemas.DispensableOut | schemas.PackageLookupOut:
-    """By key (visible once this pharmacy entered its code or realised part of it) or by access code + PESEL."""
-    on = body.on_date or _today(ctx)
+    """By the key scanned from the printout, the e-mail PDF or mObywatel (it opens that prescription), or by
+    the package's access code + PESEL (it opens every prescription of the package; wrong codes are limited
+    per pharmacy and per PESEL). A prescription with nothing dispensable here says why in `reason`."""
     if body.key is not None:
-        return await _dispensing(ctx).lookup_key(who.require_pharmacy(), body.key, on)
+        return await _dispensing(ctx).lookup_key(who.require_pharmacy(), body.key)
     assert body.access_code is not None and body.pesel is not None  # the schema requires both together
-    return await _dispensing(ctx).lookup_code(who.require_pharmacy(), body.access_code, body.pesel, on)
+    return await _dispensing(ctx).lookup_code(who.require_pharmacy(), body.access_code, body.pesel)
 
 
 @router.post(
     "/realizations",
     status_code=201,
     response_model=schemas.RealisationOut,
-    responses={409: {"description": "partly realised in another pharmacy, or cancelled"}},
+    responses={
+        404: {"description": "P1 knows no prescription with this key"},
+        409: {"description": "partly realised in another pharmacy, or cancelled"},
+    },
     **allow(*PHARMACY),
 )
 async def realise_prescription(
     body: schemas.RealisationIn, ctx: ContextDep, who: CurrentPrincipal
 ) -> schemas.RealisationOut:
-    on = body.on_date or _today(ctx)
-    return await _dispensing(ctx).realise(ctx.uow, who.require_pharmacy(), who.sub, body, on)
+    """Dated today (Europe/Warsaw) by the server; `on_date` only on an outage realisation (P1 down), from
+    the day P1 went down through today. At most 180 days of use per visit: everything this pharmacy
+    dispenses of one prescription on one day counts together."""
+    return await _dispensing(ctx).realise(ctx.uow, who.require_pharmacy(), who.sub, body)

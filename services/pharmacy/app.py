@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from services.integration.p1 import P1Client
 from services.integration.settings import p1_address
+from services.pharmacy import code_limit
 from services.pharmacy.api import router
-from services.pharmacy.dispensing import Dispensing
+from services.pharmacy.dispensing import Dispensing, TooManyWrongCodes
 from services.pharmacy.models import IdempotencyKey, Inbox, Outbox
 from services.pharmacy.settings import PharmacySettings
 from shared.app import ServiceContext, ServiceDefinition, build_service_app
 from shared.bus import EventBus
 from shared.peers import PeerApps
+from shared.problems import problem_response
 from shared.settings import Settings
 
 
@@ -51,7 +55,32 @@ def create_app(
     ctx.extras["dispensing"] = Dispensing(
         ctx.sessions,
         p1,
-        failures_allowed=config.lookup_failures_allowed,
-        failure_window=dt.timedelta(seconds=config.lookup_failure_window_seconds),
+        per_pharmacy=code_limit.Limit(
+            code_limit.Scope.pharmacy,
+            config.lookup_failures_allowed,
+            dt.timedelta(seconds=config.lookup_failure_window_seconds),
+        ),
+        per_patient=code_limit.Limit(
+            code_limit.Scope.patient,
+            config.lookup_failures_allowed_per_pesel,
+            dt.timedelta(seconds=config.lookup_failure_window_per_pesel_seconds),
+        ),
+        digest_key=code_limit.digest_key(config.jwt_secret.get_secret_value()),
+        now=lambda: ctx.clock.now(),
+        timezone=ZoneInfo(config.timezone),
     )
+    app.add_exception_handler(TooManyWrongCodes, _too_many_wrong_codes)
     return app
+
+
+async def _too_many_wrong_codes(request: Request, exc: Exception) -> JSONResponse:
+    """The problem answer with ``Retry-After`` (RFC 9110), which the shared handler has no place for."""
+    assert isinstance(exc, TooManyWrongCodes)
+    return problem_response(
+        exc.status,
+        exc.detail,
+        code=exc.code,
+        instance=request.url.path,
+        headers={"Retry-After": str(exc.retry_after)},
+        extra=exc.extra,
+    )

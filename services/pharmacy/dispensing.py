@@ -6,9 +6,11 @@ realisation (see ``models.PrescriptionHold``). A realisation is committed here w
 ``pharmacy.realisation.recorded``; the integration service reports it to P1 through its queue, so a
 realisation made while P1 is down reaches P1 when it is back, in order.
 
-Visibility (DOMAIN.md 4): a pharmacy sees a prescription only after entering its package's access
-code with the PESEL, or when it already realised part of it. Any other key answers 404, like an
-unknown one, and counts as a failed lookup for the rate limit.
+Opening (DOMAIN.md 4): the key scanned from the printout, the e-mail PDF or mObywatel opens that one
+prescription (it is a 44-digit random secret, and what the patient is told to show); the 4-digit
+access code with the PESEL opens the whole package, under the limit of ``code_limit``. A key of a
+prescription partly realised in another pharmacy opens with nothing dispensable here and the reason;
+realising it answers 409.
 """
 
 from __future__ import annotations
@@ -18,20 +20,24 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.integration.p1 import P1Client, P1Error, P1NotFound, P1Prescription, P1Unavailable
+from services.pharmacy import code_limit, schemas
 from services.pharmacy import realisation as rules
-from services.pharmacy import schemas
-from services.pharmacy.models import LookupFailure, PrescriptionHold, PrescriptionRealisation, VisiblePrescription
-from shared.db import utcnow
+from services.pharmacy.models import CodeAttempt, P1Status, PrescriptionHold, PrescriptionRealisation
+from shared.db import upsert_insert, utcnow
 from shared.events import EventPayload
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, ProblemError, Unprocessable
 
-NOT_VISIBLE = "no such prescription for this pharmacy"
+UNKNOWN_KEY = (
+    "P1 knows no prescription with this key: scan the QR code again or check the 44 digits under it; "
+    "the patient's access code (SMS) with the PESEL opens the whole package"
+)
 T = TypeVar("T")
 
 
@@ -48,8 +54,29 @@ class RealisationRecorded(EventPayload):
 
 
 class TooManyWrongCodes(ProblemError):
+    """429; ``retry_after`` (seconds) becomes the ``Retry-After`` header (see ``app.py``)."""
+
     status = 429
     code = "too-many-wrong-codes"
+
+    def __init__(self, detail: str, *, retry_after: int, scope: code_limit.Scope) -> None:
+        super().__init__(detail, extra={"retry_after_seconds": retry_after, "limit": scope.value})
+        self.retry_after = retry_after
+
+
+WRONG_CODE = (
+    "no package matches this access code and PESEL: check both with the patient (the code is in the SMS "
+    "from e-Zdrowie), or scan the QR code of the prescription printout, its e-mail PDF or mObywatel, "
+    "whose key alone opens the prescription"
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A reserved access-code try: ``left`` more wrong codes are allowed after this one."""
+
+    id: int
+    left: int
 
 
 def _rule_kind(kind: str) -> tuple[rules.Kind, bool]:
@@ -87,7 +114,10 @@ def _dispensed(hold: PrescriptionHold) -> rules.Dispensed:
     )
 
 
-def dispensable_out(hold: PrescriptionHold, pharmacy_id: str, on: dt.date) -> schemas.DispensableOut:
+def dispensable_out(
+    hold: PrescriptionHold, pharmacy_id: str, on: dt.date, dispensed_today: int = 0
+) -> schemas.DispensableOut:
+    """``dispensed_today``: what this pharmacy already dispensed of it on ``on`` (the same visit)."""
     prescription = rule_prescription(hold)
     left = hold.packages_prescribed - hold.packages_dispensed - hold.reduced_packages
     reduction_days = 0
@@ -98,55 +128,98 @@ def dispensable_out(hold: PrescriptionHold, pharmacy_id: str, on: dt.date) -> sc
         left -= reduced
     window = rules.validity_window(prescription)
     elsewhere = hold.packages_dispensed > 0 and hold.pharmacy_id != pharmacy_id
-    usable = window.first_day <= on <= window.last_day and not elsewhere and not hold.cancelled
+    this_visit = rules.packages_left_for_visit(prescription, dispensed_today)
+    reason = _not_dispensable(hold, window, on, elsewhere=elsewhere, left=left, this_visit=this_visit)
     return schemas.DispensableOut(
         key=hold.key,
         drug=hold.drug,
         kind=hold.kind,
         packages_prescribed=hold.packages_prescribed,
         packages_dispensed=hold.packages_dispensed,
-        packages_dispensable=min(max(left, 0), rules.max_packages_per_visit(prescription)) if usable else 0,
+        packages_dispensable=0 if reason else min(left, this_visit),
         valid_from=window.first_day,
         valid_until=window.last_day,
         reduction_days=reduction_days,
         reduced_packages=hold.reduced_packages,
         held_by_this_pharmacy=hold.packages_dispensed > 0 and hold.pharmacy_id == pharmacy_id,
+        reason_code=reason[0] if reason else None,
+        reason=reason[1] if reason else None,
     )
+
+
+def _not_dispensable(
+    hold: PrescriptionHold, window: rules.ValidityWindow, on: dt.date, *, elsewhere: bool, left: int, this_visit: int
+) -> tuple[str, str] | None:
+    """Why nothing can be dispensed here today, as (stable code, sentence); None when something can."""
+    if hold.cancelled:
+        return "cancelled", "the issuer cancelled this prescription"
+    if elsewhere:
+        # The other pharmacy is not named: which pharmacy a patient uses is theirs to tell.
+        return (
+            "realised_elsewhere",
+            "partly realised in another pharmacy: the rest can only be dispensed there (all packages of one "
+            "e-prescription come from the same pharmacy)",
+        )
+    if on < window.first_day:
+        return "not_yet_valid", f"realisable from {window.first_day}"
+    if on > window.last_day:
+        return "expired", f"could be realised until {window.last_day}: it has expired"
+    if left <= 0:
+        if hold.packages_dispensed + hold.reduced_packages >= hold.packages_prescribed:
+            return "fully_dispensed", "every package of this prescription has been dispensed"
+        return "used_up_by_reduction", "the dosage of the days elapsed since its start uses up what is left"
+    if this_visit <= 0:
+        return (
+            "visit_cap_reached",
+            f"{rules.MAX_DAYS_PER_VISIT} days of use were already dispensed of it here today: the rest from tomorrow",
+        )
+    return None
 
 
 @dataclass
 class Dispensing:
     sessions: async_sessionmaker[AsyncSession]
     p1: P1Client
-    failures_allowed: int
-    failure_window: dt.timedelta
+    per_pharmacy: code_limit.Limit
+    per_patient: code_limit.Limit
+    digest_key: bytes
+    now: Callable[[], dt.datetime]
+    timezone: ZoneInfo
+
+    def today(self) -> dt.date:
+        """The server's date where the rules apply (Europe/Warsaw): every lookup's and realisation's."""
+        return self.now().astimezone(self.timezone).date()
 
     # ------------------------------------------------------------------------- lookup
 
-    async def lookup_key(self, pharmacy_id: str, key: str, on: dt.date) -> schemas.DispensableOut:
-        await self._not_rate_limited(pharmacy_id)
-        if not await self._visible(pharmacy_id, key):
-            await self._failed(pharmacy_id)
-            raise NotFound(NOT_VISIBLE)
+    async def lookup_key(self, pharmacy_id: str, key: str) -> schemas.DispensableOut:
         hold = await self._refresh(await self._p1(self.p1.prescription(key)))
-        return dispensable_out(hold, pharmacy_id, on)
+        today = self.today()
+        dispensed = await self._dispensed_on(pharmacy_id, [key], today)
+        return dispensable_out(hold, pharmacy_id, today, dispensed.get(key, 0))
 
-    async def lookup_code(
-        self, pharmacy_id: str, access_code: str, pesel: str, on: dt.date
-    ) -> schemas.PackageLookupOut:
-        await self._not_rate_limited(pharmacy_id)
+    async def lookup_code(self, pharmacy_id: str, access_code: str, pesel: str) -> schemas.PackageLookupOut:
+        attempt = await self._reserve(pharmacy_id, pesel)
         try:
             package = await self._p1(self.p1.lookup_package(access_code, pesel))
         except NotFound:
-            await self._failed(pharmacy_id)
+            # A wrong code keeps its attempt: it is what the limit counts.
+            raise NotFound(
+                f"{WRONG_CODE}; {attempt.left} more wrong codes before a pause",
+                code="wrong-access-code",
+                extra={"attempts_left": attempt.left},
+            ) from None
+        except BaseException:
+            await self._release(attempt)
             raise
-        holds = [await self._refresh(p) for p in package.prescriptions]
-        async with self.sessions() as session, session.begin():
-            for hold in holds:
-                if await session.get(VisiblePrescription, (pharmacy_id, hold.key)) is None:
-                    session.add(VisiblePrescription(pharmacy_id=pharmacy_id, key=hold.key))
+        await self._release(attempt)
+        patient = code_limit.pesel_digest(self.digest_key, pesel)
+        holds = [await self._refresh(p, patient) for p in package.prescriptions]
+        today = self.today()
+        dispensed = await self._dispensed_on(pharmacy_id, [h.key for h in holds], today)
         return schemas.PackageLookupOut(
-            package_key=package.package_key, prescriptions=[dispensable_out(h, pharmacy_id, on) for h in holds]
+            package_key=package.package_key,
+            prescriptions=[dispensable_out(h, pharmacy_id, today, dispensed.get(h.key, 0)) for h in holds],
         )
 
     # ------------------------------------------------------------------------- realising
@@ -157,33 +230,36 @@ class Dispensing:
         pharmacy_id: str,
         pharmacist: str,
         body: schemas.RealisationIn,
-        on: dt.date,
     ) -> schemas.RealisationOut:
         if body.outage_statement:
             await self._prepare_outage(body)
+            on = self._day(body, await self._p1_down_since())
         else:
-            if not await self._visible(pharmacy_id, body.key):
-                raise NotFound(NOT_VISIBLE)
+            on = self._day(body, None)
             await self._refresh(await self._p1(self.p1.prescription(body.key)))
         async with new_uow() as uow:
             hold = await uow.session.get(PrescriptionHold, body.key, with_for_update=True)
             if hold is None:  # only after an outage without a printout; _prepare_outage refuses that
-                raise NotFound(NOT_VISIBLE)
+                raise NotFound(UNKNOWN_KEY)
             if hold.cancelled:
                 raise Conflict("the issuer cancelled this prescription", code="prescription-cancelled")
+            # Under the hold's lock: every realisation of this key is inserted under it, so this sum is
+            # what the visit already had, whatever other calls came before.
+            dispensed_today = await _dispensed_on(uow.session, pharmacy_id, [hold.key], on)
             visit = rules.Visit(
+                dispensed_today=dispensed_today.get(hold.key, 0),
                 pharmacy_id=pharmacy_id,
                 on=on,
                 packages=body.packages,
                 found_by=rules.FoundBy.printout if body.outage_statement else rules.FoundBy.key,
                 outage=body.outage_statement,
                 signed_statement=body.outage_statement,
-                identity_document=body.outage_statement,
+                identity_document=body.identity_document is not None,
             )
             try:
                 done = rules.realise(rule_prescription(hold), _dispensed(hold), visit)
             except rules.RealisationError as error:
-                raise _problem(error) from None
+                raise _problem(error, on_date_given=body.on_date is not None) from None
             hold.packages_dispensed = done.dispensed.packages
             hold.pharmacy_id = done.dispensed.pharmacy_id
             hold.reduction_applied = done.dispensed.reduction_applied
@@ -197,6 +273,7 @@ class Dispensing:
                 realised_on=on,
                 outage=body.outage_statement,
                 dispensed_product=body.substitute,
+                identity_document=body.identity_document,
             )
             uow.session.add(record)
             await uow.session.flush()
@@ -220,12 +297,20 @@ class Dispensing:
             outage=body.outage_statement,
         )
 
+    def _day(self, body: schemas.RealisationIn, p1_down_since: dt.date | None) -> dt.date:
+        try:
+            return rules.realisation_day(
+                self.today(), body.on_date, outage=body.outage_statement, p1_down_since=p1_down_since
+            )
+        except rules.RealisationError as error:
+            raise _problem(error, on_date_given=True) from None
+
     async def _prepare_outage(self, body: schemas.RealisationIn) -> None:
         """An outage realisation needs P1 really down and the prescription's data (from the printout)."""
         try:
             await self.p1.prescription(body.key)
         except P1Unavailable:
-            pass
+            await self._p1_down()
         except P1Error:
             raise Unprocessable.field(
                 "body.outage_statement", "P1 answers: realise normally, an outage statement is for when it is down"
@@ -234,23 +319,32 @@ class Dispensing:
             raise Unprocessable.field(
                 "body.outage_statement", "P1 answers: realise normally, an outage statement is for when it is down"
             )
+        assert body.printout is not None  # the schema requires it with outage_statement
+        patient = code_limit.pesel_digest(self.digest_key, body.printout.patient_pesel)
         async with self.sessions() as session, session.begin():
-            if await session.get(PrescriptionHold, body.key) is not None:
+            hold = await session.get(PrescriptionHold, body.key)
+            if hold is None:  # never seen here: the printout is all there is to go on
+                session.add(_hold_from_printout(body.key, body.printout, patient))
                 return
-            if body.printout is None:
-                raise Unprocessable.field(
-                    "body.printout", "P1 is down and this prescription is not known here: enter it from the printout"
+            shown = _printout_data(body.printout, patient)
+            mismatches = rules.printout_mismatches(shown, _known_data(hold))
+            if mismatches:
+                raise Unprocessable(
+                    "the printout does not match this prescription as P1 showed it to this pharmacy: "
+                    "do not dispense on it while P1 is down",
+                    errors=[FieldError(field=f"body.printout.{f}", message=m) for f, m in mismatches],
                 )
-            session.add(_hold_from_printout(body.key, body.printout))
 
     # ------------------------------------------------------------------------- helpers
 
     async def _p1(self, call: Awaitable[T]) -> T:
         try:
-            return await call
+            answer = await call
         except P1NotFound:
-            raise NotFound(NOT_VISIBLE) from None
+            await self._p1_up()
+            raise NotFound(UNKNOWN_KEY) from None
         except P1Unavailable as exc:
+            await self._p1_down()
             raise ProblemError(
                 "P1 is unreachable: with the printout, an identity document and the patient's signed statement, "
                 "realise with outage_statement=true",
@@ -259,9 +353,45 @@ class Dispensing:
             ) from exc
         except P1Error as exc:
             raise ProblemError(f"P1 answered an error: {exc.message}", status=502, code="p1-error") from exc
+        await self._p1_up()
+        return answer
 
-    async def _refresh(self, found: P1Prescription) -> PrescriptionHold:
-        """The hold with P1's data; counts of realisations outside this suite are taken from P1."""
+    async def _dispensed_on(self, pharmacy_id: str, keys: list[str], on: dt.date) -> dict[str, int]:
+        async with self.sessions() as session:
+            return await _dispensed_on(session, pharmacy_id, keys, on)
+
+    async def _p1_down(self) -> None:
+        """Keep the first failed call's instant (until P1 answers again): how far back an outage
+        realisation may be dated. One upsert, so processes failing at once keep the earliest."""
+        now = self.now()
+        async with self.sessions() as session, session.begin():
+            insert = upsert_insert(session)
+            await session.execute(
+                insert(P1Status)
+                .values(id=1, down_since=now)
+                .on_conflict_do_update(
+                    index_elements=[P1Status.id], set_={"down_since": sa.func.coalesce(P1Status.down_since, now)}
+                )
+            )
+
+    async def _p1_up(self) -> None:
+        async with self.sessions() as session:
+            if await session.scalar(sa.select(P1Status.down_since).where(P1Status.id == 1)) is None:
+                return  # the usual case: no write on every successful call
+        async with self.sessions() as session, session.begin():
+            await session.execute(sa.update(P1Status).where(P1Status.id == 1).values(down_since=None))
+
+    async def _p1_down_since(self) -> dt.date | None:
+        async with self.sessions() as session:
+            since = await session.scalar(sa.select(P1Status.down_since).where(P1Status.id == 1))
+        return since.astimezone(self.timezone).date() if since is not None else None
+
+    async def _refresh(self, found: P1Prescription, patient: str | None = None) -> PrescriptionHold:
+        """The hold with P1's data; counts of realisations outside this suite are taken from P1.
+
+        ``patient``: the PESEL's digest when P1 found the package by access code and that PESEL (P1
+        shows no PESEL for a key; the patient is then what a printout is checked against).
+        """
         async with self.sessions() as session, session.begin():
             hold = await session.get(PrescriptionHold, found.key, with_for_update=True)
             if hold is None:
@@ -279,6 +409,8 @@ class Dispensing:
             hold.units_per_package = found.units_per_package
             hold.daily_dose_units = found.daily_dose_units
             hold.cancelled = found.status == "cancelled"
+            if patient is not None:
+                hold.patient_digest = patient
             if found.packages_dispensed > hold.packages_dispensed + hold.reduced_packages:
                 hold.packages_dispensed = found.packages_dispensed - hold.reduced_packages
                 hold.pharmacy_id = hold.pharmacy_id or found.pharmacy_id
@@ -286,40 +418,122 @@ class Dispensing:
             hold.updated_at = utcnow()
         return hold
 
-    async def _visible(self, pharmacy_id: str, key: str) -> bool:
-        async with self.sessions() as session:
-            if await session.get(VisiblePrescription, (pharmacy_id, key)) is not None:
-                return True
-            hold = await session.get(PrescriptionHold, key)
-            return hold is not None and hold.packages_dispensed > 0 and hold.pharmacy_id == pharmacy_id
-
-    async def _failed(self, pharmacy_id: str) -> None:
+    async def _reserve(self, pharmacy_id: str, pesel: str) -> Attempt:
+        """Count this try before P1 is asked: committed first, then judged against every try committed
+        before the count, so of N parallel tries (any number of processes) at most the limit go on."""
+        now = self.now()
+        digest = code_limit.pesel_digest(self.digest_key, pesel)
+        scopes = (
+            (self.per_pharmacy, CodeAttempt.pharmacy_id, pharmacy_id),
+            (self.per_patient, CodeAttempt.pesel_digest, digest),
+        )
         async with self.sessions() as session, session.begin():
-            session.add(LookupFailure(pharmacy_id=pharmacy_id, at=utcnow()))
-
-    async def _not_rate_limited(self, pharmacy_id: str) -> None:
-        since = utcnow() - self.failure_window
+            # Housekeeping by this pharmacy's index only: two deletes walking the same index lock rows
+            # in the same order and cannot deadlock (one by pharmacy and one by PESEL could).
+            gone = now - max(self.per_pharmacy.window, self.per_patient.window)
+            await session.execute(
+                sa.delete(CodeAttempt).where(CodeAttempt.pharmacy_id == pharmacy_id, CodeAttempt.at <= gone)
+            )
+            row = CodeAttempt(pharmacy_id=pharmacy_id, pesel_digest=digest, at=now)
+            session.add(row)
+            await session.flush()
+            attempt_id = row.id
+        left: list[int] = []
+        refused: TooManyWrongCodes | None = None
         async with self.sessions() as session:
-            failures = await session.scalar(
-                sa.select(sa.func.count()).where(LookupFailure.pharmacy_id == pharmacy_id, LookupFailure.at > since)
-            )
-        if int(failures or 0) >= self.failures_allowed:
-            raise TooManyWrongCodes(
-                f"{failures} wrong access codes or unknown keys from this pharmacy in the last "
-                f"{int(self.failure_window.total_seconds() // 60)} minutes: wait before trying again",
-                extra={"retry_after_seconds": int(self.failure_window.total_seconds())},
-            )
+            for limit, column, value in scopes:
+                newest = (
+                    await session.execute(
+                        sa.select(CodeAttempt.id, CodeAttempt.at)
+                        .where(column == value, CodeAttempt.at > limit.since(now))
+                        .order_by(CodeAttempt.at.desc(), CodeAttempt.id.desc())
+                        .limit(limit.allowed + 1)
+                    )
+                ).all()
+                others = [at for found_id, at in newest if found_id != attempt_id]
+                wait = code_limit.retry_after(limit, len(newest), others, now)
+                if wait is not None:
+                    refused = _too_many(limit, wait)
+                    break
+                left.append(limit.allowed - len(newest))
+        if refused is not None:  # released outside the counting session: one connection at a time
+            await self._release(Attempt(attempt_id, 0))
+            raise refused
+        return Attempt(attempt_id, min(left))
+
+    async def _release(self, attempt: Attempt) -> None:
+        """The try found its package (or never reached P1): it does not count against anyone."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(sa.delete(CodeAttempt).where(CodeAttempt.id == attempt.id))
 
 
-def _problem(error: rules.RealisationError) -> ProblemError:
-    field = {"on": "on_date", "pharmacy_id": "key"}.get(error.field, error.field)
+async def _dispensed_on(session: AsyncSession, pharmacy_id: str, keys: list[str], on: dt.date) -> dict[str, int]:
+    """Packages this pharmacy dispensed of each key on day ``on``: the visit so far."""
+    rows = await session.execute(
+        sa.select(PrescriptionRealisation.key, sa.func.sum(PrescriptionRealisation.packages))
+        .where(
+            PrescriptionRealisation.key.in_(keys),
+            PrescriptionRealisation.pharmacy_id == pharmacy_id,
+            PrescriptionRealisation.realised_on == on,
+        )
+        .group_by(PrescriptionRealisation.key)
+    )
+    return {key: int(total) for key, total in rows}
+
+
+def _too_many(limit: code_limit.Limit, wait: int) -> TooManyWrongCodes:
+    minutes = int(limit.window.total_seconds() // 60)
+    if limit.scope is code_limit.Scope.pharmacy:
+        who = f"{limit.allowed} wrong access codes from this pharmacy in {minutes} minutes"
+    else:
+        who = f"{limit.allowed} wrong access codes for this PESEL, from any pharmacy, in {minutes} minutes"
+    return TooManyWrongCodes(
+        f"{who}: try the code again in {wait} s, or scan the QR code of the prescription printout, its e-mail PDF "
+        "or mObywatel (a key is never limited)",
+        retry_after=wait,
+        scope=limit.scope,
+    )
+
+
+def _problem(error: rules.RealisationError, *, on_date_given: bool) -> ProblemError:
+    # The day is the server's unless the pharmacist dated an outage realisation: then it is theirs.
+    field = {"on": "on_date" if on_date_given else "key", "pharmacy_id": "key"}.get(error.field, error.field)
     kind = Conflict if error.status == 409 else Unprocessable
     return kind(error.message, errors=[FieldError(field=f"body.{field}", message=error.message)])
 
 
-def _hold_from_printout(key: str, printout: schemas.Printout) -> PrescriptionHold:
+def _printout_data(printout: schemas.Printout, patient: str) -> rules.PrescriptionData:
+    return rules.PrescriptionData(
+        package_key=printout.package_key,
+        patient=patient,
+        drug=printout.drug,
+        kind=printout.kind,
+        issued_on=printout.issued_on,
+        valid_from=printout.valid_from or printout.issued_on,
+        packages=printout.packages,
+        units_per_package=printout.units_per_package,
+        daily_dose_units=printout.daily_dose_units,
+    )
+
+
+def _known_data(hold: PrescriptionHold) -> rules.PrescriptionData:
+    return rules.PrescriptionData(
+        package_key=hold.package_key,
+        patient=hold.patient_digest,
+        drug=hold.drug,
+        kind=hold.kind,
+        issued_on=hold.issued_on,
+        valid_from=hold.valid_from,
+        packages=hold.packages_prescribed,
+        units_per_package=hold.units_per_package,
+        daily_dose_units=hold.daily_dose_units,
+    )
+
+
+def _hold_from_printout(key: str, printout: schemas.Printout, patient: str) -> PrescriptionHold:
     hold = PrescriptionHold(
         key=key,
+        patient_digest=patient,
         package_key=printout.package_key,
         drug=printout.drug,
         kind=printout.kind,

@@ -25,6 +25,9 @@ from services.pharmacy.messages import Reason
 # Art. 8 ust. 1: a product marketed before this day whose package exceeds the limit may still be
 # sold, one package per sale.
 LIMITS_START = dt.date(2017, 1, 1)
+# Art. 8 ust. 2: until 31.12.2016 "nie więcej niż jedno opakowanie danego produktu leczniczego
+# zawierającego w składzie pseudoefedrynę, dekstrometorfan lub kodeinę" (OTC) per sale.
+PRE_2017_SUBSTANCES = frozenset({"pseudoephedrine", "dextromethorphan", "codeine"})
 ADULT_AGE = 18  # art. 8 ust. 3: refused to a buyer who "nie ukończył 18. roku życia"
 MULTIPLIER_PLACES = 5  # KS-AOW shows 0.16667
 
@@ -275,6 +278,8 @@ def check_sale(
     ``confirmed``.
     """
     sale = merge_lines(lines)
+    if on < LIMITS_START:
+        return _check_sale_before_2017(sale, buyer_age=buyer_age, policy=policy, confirmed=confirmed)
     totals = substance_totals(sale, limits, on)
     blocking: list[Reason] = []
     warnings: list[Reason] = []
@@ -287,6 +292,36 @@ def check_sale(
     if policy != Policy.off:
         warnings.extend(unchecked_contents(sale, limits, on))
     return SaleCheck(*_decide(blocking, warnings, confirmed), substances=tuple(totals.values()))
+
+
+def _check_sale_before_2017(sale: Sequence[SaleLine], *, buyer_age: int, policy: Policy, confirmed: bool) -> SaleCheck:
+    """A sale dated before 2017-01-01 (a correction, a report over old data): art. 8 ust. 2 and 3.
+
+    One package of each product containing pseudoephedrine, dextromethorphan or codeine per sale,
+    whatever the amount (so a card without amounts is judged too); refused under 18. The policy
+    applies as after 2017: ``ask`` warns, ``block`` blocks, ``off`` and ``warn_from_card`` (which
+    only warns about missing amounts, and amounts did not matter then) check nothing.
+    """
+    blocking: list[Reason] = []
+    warnings: list[Reason] = []
+    concerned = [line for line in sale if pre_2017_substances(line.product)]
+    if concerned and buyer_age < ADULT_AGE:
+        blocking.append(messages.under_18(sorted({s for line in concerned for s in pre_2017_substances(line.product)})))
+    if policy in (Policy.ask, Policy.block):
+        over = [
+            messages.pre_2017_sale_one_package(
+                line.product.id, line.product.name, pre_2017_substances(line.product), line.packages
+            )
+            for line in concerned
+            if line.packages > 1
+        ]
+        (blocking if policy == Policy.block else warnings).extend(over)
+    return SaleCheck(*_decide(blocking, warnings, confirmed), substances=())
+
+
+def pre_2017_substances(product: ProductCard) -> list[str]:
+    """The substances of art. 8 ust. 2 the product contains, amount known or not."""
+    return sorted({c.substance for c in product.contents if c.substance in PRE_2017_SUBSTANCES})
 
 
 def _decide(blocking: list[Reason], warnings: list[Reason], confirmed: bool) -> tuple[Decision, tuple[Reason, ...]]:

@@ -113,3 +113,17 @@ def confirmed_by_pharmacist() -> Reason:
         "Farmaceuta potwierdził wydanie mimo powyższych ostrzeżeń.",
         "The pharmacist confirmed the sale despite the warnings above.",
     )
+
+
+def pre_2017_sale_one_package(product_id: str, product: str, substances: list[str], packages: int) -> Reason:
+    pl_names = ", ".join(substance_pl(s) for s in substances)
+    en_names = ", ".join(substance_en(s) for s in substances)
+    return Reason(
+        "pre_2017_sale_one_package",
+        f"Do 31 grudnia 2016 r. w jednej sprzedaży można było wydać najwyżej jedno opakowanie „{product}” "
+        f"(zawiera: {pl_names}), a w sprzedaży jest {packages}.",
+        f"Until 31 December 2016 at most one package of “{product}” (contains: {en_names}) could be sold per "
+        f"sale; this sale has {packages}.",
+        substance=substances[0],
+        product_id=product_id,
+    )

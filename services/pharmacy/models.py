@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -88,6 +89,23 @@ class PharmacySettings(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class SaleRefusal(Base):
+    """A sale the pharmacist refused (art. 8 ust. 3: suspected non-medical use, or a risk to health),
+    kept with the pharmacy's sale records: what was asked for, why, by whom, when."""
+
+    __tablename__ = "sale_refusals"
+    __table_args__ = (sa.Index("ix_sale_refusals_pharmacy_at", "pharmacy_id", "refused_at"),)
+    id: Mapped[uuid.UUID] = _id()
+    pharmacy_id: Mapped[str] = mapped_column(sa.String(64))
+    pharmacist: Mapped[str] = mapped_column(sa.String(200))
+    # [{"product_id": "...", "packages": n}]: the products of the pharmacy's catalogue at the time.
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    reason: Mapped[str] = mapped_column(sa.String(1000))
+    buyer_age: Mapped[int | None]
+    on_date: Mapped[dt.date]
+    refused_at: Mapped[dt.datetime]
+
+
 class PrescriptionHold(Base):
     """What this suite's pharmacies dispensed of one e-prescription, locked for each realisation.
 
@@ -116,6 +134,9 @@ class PrescriptionHold(Base):
     reduced_packages: Mapped[int] = mapped_column(default=0)
     reduction_applied: Mapped[bool] = mapped_column(default=False)
     pharmacy_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The patient as a keyed digest (code_limit.pesel_digest), to check an outage printout against:
+    # known once the package was opened by access code + PESEL (or realised on a printout); else None.
+    patient_digest: Mapped[str | None] = mapped_column(sa.String(64))
     cancelled: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -131,28 +152,42 @@ class PrescriptionRealisation(Base):
     outage: Mapped[bool]
     # A substitute is recorded with what was prescribed (the hold's drug).
     dispensed_product: Mapped[str | None] = mapped_column(sa.String(200))
+    # An outage realisation: the identity document the patient showed (the printout's data is the hold's).
+    identity_document: Mapped[str | None] = mapped_column(sa.String(20))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class VisiblePrescription(Base):
-    """A key a pharmacy may look up: it entered the package's access code + PESEL."""
+class P1Status(Base):
+    """Since when P1 has been failing, as this service saw it: the first failed call, until one succeeds.
 
-    __tablename__ = "visible_prescriptions"
-    pharmacy_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(44), primary_key=True)
-    since: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    One row (id 1), shared by every process of the service: an outage realisation may be dated back
+    to this day, never further (DOMAIN.md 4).
+    """
+
+    __tablename__ = "p1_status"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="one_row"),)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    down_since: Mapped[dt.datetime | None]
 
 
-class LookupFailure(Base):
-    """A wrong access code + PESEL or an unknown key: counted per pharmacy for the rate limit."""
+class CodeAttempt(Base):
+    """One access-code try, reserved before P1 is asked (see ``code_limit``): deleted again when the
+    code was right or the try was refused, kept (until it leaves the window) when the code was wrong.
 
-    __tablename__ = "lookup_failures"
-    __table_args__ = (sa.Index("ix_lookup_failures_pharmacy_at", "pharmacy_id", "at"),)
+    The PESEL is kept only as a keyed digest: the row exists to be counted, never to be read back.
+    """
+
+    __tablename__ = "code_attempts"
+    __table_args__ = (
+        sa.Index("ix_code_attempts_pharmacy_at", "pharmacy_id", "at"),
+        sa.Index("ix_code_attempts_pesel_at", "pesel_digest", "at"),
+    )
     id: Mapped[int] = mapped_column(
         sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     pharmacy_id: Mapped[str] = mapped_column(sa.String(64))
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    pesel_digest: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[dt.datetime]
 
 
 class Outbox(Base, OutboxMixin):

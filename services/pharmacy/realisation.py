@@ -160,6 +160,9 @@ class Visit:
     outage: bool = False  # the P1 system is down: realised on the documents the patient shows
     signed_statement: bool = False  # the patient signed that the prescription was not realised before
     identity_document: bool = False  # the patient (or bearer) showed an identity document
+    # What this pharmacy already dispensed of this prescription on ``on``: one visit is everything one
+    # pharmacy dispenses of one prescription on one day, or two calls would hand out 360 days.
+    dispensed_today: int = 0
 
 
 # ----------------------------------------------------------------------------- results
@@ -238,6 +241,11 @@ def validity_window(prescription: Prescription) -> ValidityWindow:
     return ValidityWindow(start, start + dt.timedelta(days=days))
 
 
+def packages_left_for_visit(prescription: Prescription, dispensed_today: int) -> int:
+    """The most whole packages this pharmacy may still dispense of the prescription today."""
+    return max(max_packages_per_visit(prescription) - dispensed_today, 0)
+
+
 def max_packages_per_visit(prescription: Prescription) -> int:
     """floor(180 x daily dose / units per package): the most whole packages one visit may dispense."""
     dose = exact(prescription.daily_dose_units, "daily_dose_units")
@@ -269,6 +277,93 @@ def reduction(prescription: Prescription, first_realisation_on: dt.date) -> int:
     total = prescription.packages * units
     dispensable = math.floor(max(total - used, Fraction(0)) / units)
     return prescription.packages - dispensable
+
+
+@dataclass(frozen=True)
+class PrescriptionData:
+    """What a printout shows of a prescription, or what this pharmacy learnt of it from P1 earlier.
+
+    ``patient`` is a keyed digest of the PESEL (never compared in the clear); None: not known.
+    ``valid_from`` is the realise-from date, or the issue date when there is none.
+    """
+
+    package_key: str
+    patient: str | None
+    drug: str
+    kind: str
+    issued_on: dt.date
+    valid_from: dt.date
+    packages: int
+    units_per_package: Quantity
+    daily_dose_units: Quantity
+
+
+PRINTOUT_FIELDS = {
+    "package_key": "package key",
+    "patient": "patient (PESEL)",
+    "drug": "drug",
+    "kind": "kind",
+    "issued_on": "issue date",
+    "valid_from": "realise-from date",
+    "packages": "quantity (packages)",
+    "units_per_package": "units per package",
+    "daily_dose_units": "dosage",
+}
+
+
+def printout_mismatches(printout: PrescriptionData, known: PrescriptionData) -> list[tuple[str, str]]:
+    """Where the printout shown during an outage contradicts what P1 told this pharmacy: (field, message).
+
+    The outage path dispenses on the patient's documents alone, so a printout that differs from the
+    prescription this pharmacy has seen is not that prescription (or not that patient's). Drug names
+    compare without case and spacing; numbers exactly; an unknown patient is not compared.
+    """
+    found = []
+    for name, label in PRINTOUT_FIELDS.items():
+        shown, seen = getattr(printout, name), getattr(known, name)
+        if name == "patient" and seen is None:
+            continue
+        if name == "drug":
+            shown, seen = " ".join(shown.split()).casefold(), " ".join(seen.split()).casefold()
+        elif name in ("units_per_package", "daily_dose_units"):
+            shown, seen = Fraction(shown), Fraction(seen)
+        if shown != seen:
+            what = "a different patient" if name == "patient" else f"{getattr(known, name)}"
+            found.append(
+                (
+                    "patient_pesel" if name == "patient" else name,
+                    f"the printout's {label} does not match the prescription P1 showed this pharmacy ({what})",
+                )
+            )
+    return found
+
+
+def realisation_day(today: dt.date, asked: dt.date | None, *, outage: bool, p1_down_since: dt.date | None) -> dt.date:
+    """The date a realisation is filed under: today (Europe/Warsaw, the server's), never the pharmacist's.
+
+    The one exception is an outage realisation, recorded while P1 is down for a dispensing on the
+    documents the patient showed: it may carry the day it happened, from the day P1 went down (the
+    first failed call, ``p1_down_since``) through today. A chosen date would otherwise let a
+    realisation escape expiry and the 365-day reduction, and file a false date with P1.
+    """
+    if asked is None:
+        return today
+    if not outage:
+        raise RealisationError(
+            "on",
+            "a realisation is dated today, by the server; on_date is only for an outage realisation "
+            "(outage_statement) recorded while P1 is down",
+        )
+    if asked > today:
+        raise RealisationError("on", f"{asked} is in the future: a realisation is dated at the latest today ({today})")
+    if p1_down_since is None:
+        raise RealisationError("on", "P1 is not known to be down, so the outage realisation is dated today")
+    if asked < p1_down_since:
+        raise RealisationError(
+            "on",
+            f"P1 has been down since {p1_down_since}: an outage realisation cannot be dated before that, not {asked}",
+        )
+    return asked
 
 
 def realise(prescription: Prescription, before: Dispensed, visit: Visit) -> Realisation:
@@ -307,6 +402,15 @@ def realise(prescription: Prescription, before: Dispensed, visit: Visit) -> Real
     if visit.packages > left:
         raise NothingLeft(
             "packages", f"{visit.packages} packages asked but only {left} left to dispense on this prescription", left
+        )
+    if visit.dispensed_today and visit.packages + visit.dispensed_today > cap:
+        more = max(cap - visit.dispensed_today, 0)
+        raise OverVisitCap(
+            "packages",
+            f"{visit.dispensed_today} packages of this prescription were already dispensed here today, and one "
+            f"visit (one pharmacy, one day) may dispense at most {cap} packages ({MAX_DAYS_PER_VISIT} days): "
+            + (f"at most {more} more today" if more else "nothing more today"),
+            more,
         )
     if visit.packages > cap:
         one = days_of_use(1, prescription)
@@ -349,6 +453,7 @@ def _check_data(prescription: Prescription, before: Dispensed, visit: Visit) -> 
         raise InvalidPrescription("kind", f"unknown prescription kind {prescription.kind!r}")
     _whole(prescription.packages, "packages_prescribed", 1)
     _whole(visit.packages, "packages", 1)
+    _whole(visit.dispensed_today, "dispensed_today", 0)
     _whole(before.packages, "dispensed_packages", 0)
     _whole(before.reduced_packages, "reduced_packages", 0)
     exact(prescription.units_per_package, "units_per_package")
@@ -363,6 +468,8 @@ def _check_data(prescription: Prescription, before: Dispensed, visit: Visit) -> 
         raise InvalidPrescription(
             "dispensed_packages", "more packages dispensed and removed by the reduction than were prescribed"
         )
+    if visit.dispensed_today > before.packages:
+        raise InvalidPrescription("dispensed_today", "more dispensed today than was ever dispensed")
 
 
 def _check_outage(before: Dispensed, visit: Visit) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -130,9 +130,32 @@ class SaleCheckIn(_In):
     on_date: Day | None = Field(default=None, description="Sale day (default: today in Warsaw); the limits in force")
 
 
+class RefusalIn(_In):
+    lines: list[SaleLineIn] = Field(min_length=1, max_length=100, description="what the buyer asked for")
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="why the pharmacist refused, e.g. suspected non-medical use (art. 8 ust. 3)",
+        examples=["podejrzenie użycia w celach pozamedycznych: trzecia wizyta dziś po ten sam lek"],
+    )
+    buyer_age: int | None = Field(default=None, ge=0, le=130)
+
+
+class RefusalOut(BaseModel):
+    id: uuid.UUID
+    lines: list[SaleLineIn]
+    reason: str
+    buyer_age: int | None
+    pharmacist: str
+    refused_at: dt.datetime
+    on_date: dt.date = Field(description="the day of the refusal (Europe/Warsaw)")
+
+
 class ReasonOut(BaseModel):
     key: str = Field(
-        description="under_18, limit_exceeded, pre_2017_one_package, substance_data_missing, confirmed_by_pharmacist"
+        description="under_18, limit_exceeded, pre_2017_one_package, pre_2017_sale_one_package (a sale before 2017: "
+        "one package of each product with pseudoephedrine, dextromethorphan or codeine), substance_data_missing, "
+        "confirmed_by_pharmacist"
     )
     pl: str
     en: str
@@ -159,6 +182,7 @@ class SaleCheckOut(BaseModel):
 
 VisitDay = Annotated[dt.date, Field(ge=dt.date(2000, 1, 1), le=dt.date(2100, 12, 31))]
 PrescriptionKey = Annotated[str, Field(pattern=r"^[0-9]{44}$", description="the 44-digit key scanned or typed")]
+IdentityDocument = Literal["id_card", "passport", "mobywatel", "residence_card", "driving_licence"]
 AccessCode = Annotated[str, Field(pattern=r"^[0-9]{4}$", description="the package's 4-digit access code")]
 
 
@@ -168,7 +192,6 @@ class LookupIn(BaseModel):
     key: PrescriptionKey | None = None
     access_code: AccessCode | None = None
     pesel: Pesel | None = None
-    on_date: VisitDay | None = Field(default=None, description="the day of the visit (default: today)")
 
     @model_validator(mode="after")
     def _one_way(self) -> LookupIn:
@@ -188,13 +211,19 @@ class DispensableOut(BaseModel):
     packages_prescribed: int
     packages_dispensed: int
     packages_dispensable: int = Field(
-        description="what may be dispensed on on_date: left after the reduction, capped at 180 days"
+        description="what may be dispensed here today: left after the reduction, capped at 180 days a visit"
     )
     valid_from: dt.date
     valid_until: dt.date
-    reduction_days: int = Field(description="days of use the 365-day reduction counts on on_date (0: none)")
+    reduction_days: int = Field(description="days of use the 365-day reduction counts today (0: none)")
     reduced_packages: int
     held_by_this_pharmacy: bool
+    reason_code: str | None = Field(
+        description="why nothing is dispensable here today (null when something is): cancelled, "
+        "realised_elsewhere, not_yet_valid, expired, fully_dispensed, used_up_by_reduction, visit_cap_reached",
+        examples=["realised_elsewhere"],
+    )
+    reason: str | None = Field(description="the same, as a sentence for the pharmacist")
 
 
 class PackageLookupOut(BaseModel):
@@ -203,12 +232,13 @@ class PackageLookupOut(BaseModel):
 
 
 class Printout(BaseModel):
-    """The prescription's data as the patient's printout shows it: only for an outage realisation of a
-    prescription this service has never looked up."""
+    """The prescription as the patient's printout (or its e-mail PDF, or the copy in mObywatel) shows it:
+    required on an outage realisation, and checked against what P1 showed this pharmacy of it before."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     package_key: PrescriptionKey
+    patient_pesel: Pesel = Field(description="the patient's PESEL on the printout (and on the identity document)")
     drug: Annotated[str, Field(min_length=1, max_length=200)]
     kind: Annotated[str, Field(pattern=r"^(standard|extended|antibiotic|narcotic_psychotropic|immunological)$")]
     issued_on: VisitDay
@@ -223,15 +253,34 @@ class RealisationIn(BaseModel):
 
     key: PrescriptionKey
     packages: int = Field(ge=1, le=999)
-    on_date: VisitDay | None = None
+    on_date: VisitDay | None = Field(
+        default=None,
+        description="only on an outage realisation: the day it was dispensed while P1 was down (from the day "
+        "P1 went down through today); otherwise the realisation is dated today by the server",
+    )
     outage_statement: bool = Field(
         default=False,
-        description="P1 is down: realised on the printout, an identity document and the patient's signed statement",
+        description="P1 is down: the patient signed the statement that the prescription was not realised before; "
+        "with the printout's data (`printout`) and the identity document shown (`identity_document`)",
+    )
+    identity_document: IdentityDocument | None = Field(
+        default=None, description="on an outage realisation: the identity document the patient showed"
     )
     substitute: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="the equivalent product dispensed instead of the prescribed one"
     )
-    printout: Printout | None = None
+    printout: Printout | None = Field(default=None, description="on an outage realisation: the printout's data")
+
+    @model_validator(mode="after")
+    def _outage_basis(self) -> RealisationIn:
+        # DOMAIN.md 4: during an outage, never on a bare key (or the SMS code + PESEL) alone.
+        if self.outage_statement and self.printout is None:
+            raise ValueError("printout: an outage realisation needs the printout's data (package, patient, drug, ...)")
+        if self.outage_statement and self.identity_document is None:
+            raise ValueError("identity_document: an outage realisation needs the identity document the patient showed")
+        if not self.outage_statement and (self.printout is not None or self.identity_document is not None):
+            raise ValueError("outage_statement: the printout and identity document are for an outage realisation")
+        return self
 
 
 class RealisationOut(BaseModel):

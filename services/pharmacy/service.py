@@ -13,7 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.pharmacy import domain, schemas
 from services.pharmacy.catalogue_csv import CsvFileError, ParsedCatalogue, ProductDraft, parse_catalogue
-from services.pharmacy.models import Base, PharmacySettings, Product, ProductSubstance, PsychoactiveLimit
+from services.pharmacy.models import (
+    Base,
+    PharmacySettings,
+    Product,
+    ProductSubstance,
+    PsychoactiveLimit,
+    SaleRefusal,
+)
 from shared.db import upsert_insert, utcnow
 from shared.outbox import UnitOfWork
 from shared.problems import Conflict, FieldError, NotFound, Unprocessable
@@ -223,21 +230,56 @@ def _card(product: Product) -> domain.ProductCard:
     return domain.ProductCard(str(product.id), product.name, product.marketed_on, contents)
 
 
-async def check_sale(
-    session: AsyncSession, pharmacy_id: str, data: schemas.SaleCheckIn, on: dt.date
-) -> tuple[domain.SaleCheck, domain.Policy]:
-    wanted = {line.product_id for line in data.lines}
+async def _catalogue_lines(
+    session: AsyncSession, pharmacy_id: str, lines: Sequence[schemas.SaleLineIn]
+) -> dict[uuid.UUID, Product]:
+    """The products of the sale lines, each in this pharmacy's catalogue, or 422 naming the lines that are not."""
+    wanted = {line.product_id for line in lines}
     found = await session.scalars(sa.select(Product).where(Product.pharmacy_id == pharmacy_id, Product.id.in_(wanted)))
     products = {p.id: p for p in found}
     unknown = [
         FieldError(field=f"body.lines.{index}.product_id", message="no product with this id in your pharmacy")
-        for index, line in enumerate(data.lines)
+        for index, line in enumerate(lines)
         if line.product_id not in products
     ]
     if unknown:
         raise Unprocessable("a sale line names a product that is not in your catalogue", errors=unknown)
+    return products
+
+
+async def record_refusal(
+    uow: UnitOfWork, pharmacy_id: str, pharmacist: str, data: schemas.RefusalIn, now: dt.datetime, today: dt.date
+) -> schemas.RefusalOut:
+    await _catalogue_lines(uow.session, pharmacy_id, data.lines)
+    refusal = SaleRefusal(
+        pharmacy_id=pharmacy_id,
+        pharmacist=pharmacist,
+        lines=[{"product_id": str(line.product_id), "packages": line.packages} for line in data.lines],
+        reason=data.reason,
+        buyer_age=data.buyer_age,
+        on_date=today,
+        refused_at=now,
+    )
+    uow.session.add(refusal)
+    await uow.commit()
+    return schemas.RefusalOut(
+        id=refusal.id,
+        lines=data.lines,
+        reason=data.reason,
+        buyer_age=data.buyer_age,
+        pharmacist=pharmacist,
+        refused_at=now,
+        on_date=today,
+    )
+
+
+async def check_sale(
+    session: AsyncSession, pharmacy_id: str, data: schemas.SaleCheckIn, on: dt.date
+) -> tuple[domain.SaleCheck, domain.Policy]:
+    products = await _catalogue_lines(session, pharmacy_id, data.lines)
     limits = await limit_table(session)
-    if limits.starts_on is None or on < limits.starts_on:
+    # Before 2017 the one-package rule of art. 8 ust. 2 applies (domain.check_sale); from then on the table.
+    if on >= domain.LIMITS_START and (limits.starts_on is None or on < limits.starts_on):
         raise Unprocessable.field(
             "body.on_date",
             f"the limit table starts on {limits.starts_on}; the rules before it are not known to this service",

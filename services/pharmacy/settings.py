@@ -12,9 +12,13 @@ class PharmacySettings(Settings):
     # P1 / gabinet.gov.pl, where e-prescriptions are looked up (see IntegrationSettings.p1_url).
     p1_url: str | None = None
     p1_timeout_seconds: float = Field(default=5.0, gt=0)
-    # Wrong access codes (or unknown keys) one pharmacy may enter in the window before it must wait.
+    # Wrong access codes one pharmacy may enter in the window before it must wait (code_limit.py).
     lookup_failures_allowed: int = Field(default=5, ge=1)
     lookup_failure_window_seconds: int = Field(default=600, ge=1)
+    # Wrong access codes for one PESEL, from all pharmacies together, in the window: enough for a
+    # pharmacist's typos, too few to walk the 10,000 codes (a key scan is never limited).
+    lookup_failures_allowed_per_pesel: int = Field(default=10, ge=1)
+    lookup_failure_window_per_pesel_seconds: int = Field(default=3600, ge=1)
 
     @model_validator(mode="after")
     def _real_p1_in_production(self) -> PharmacySettings:

@@ -773,8 +773,16 @@ def tenant_probes(alfa: Alfa) -> list[Probe]:
             (404, 422),
             {"buyer_age": 30, "lines": [{"product_id": "{product}", "packages": 1}]},
         ),
-        Probe("POST", PH + "/prescriptions/lookup", (404,), {"key": "{key}"}, owner=200),
-        Probe("POST", PH + "/realizations", (404,), {"key": "{key}", "packages": 1}),
+        Probe(
+            "POST",
+            PH + "/sales/refusals",
+            (422,),
+            {"lines": [{"product_id": "{product}", "packages": 1}], "reason": "non-medical use"},
+        ),
+        # The scanned key opens its prescription in any pharmacy (DOMAIN.md 4: it is the patient's secret,
+        # shown at the counter), so only what another pharmacy may DO with A's key is probed: realising the
+        # rest of a prescription partly realised in A is 409, naming nothing of A.
+        Probe("POST", PH + "/realizations", (409,), {"key": "{key}", "packages": 1}, compare=None),
         Probe("GET", PH + "/settings", (200,), compare="fresh"),
         # reimbursement: an order is its issuing facility's; a pharmacy finds one only with the patient's
         # identifier (any pharmacy may realise an order the patient brings: that is eZWM's design)

@@ -487,9 +487,13 @@ async def test_several_lines_and_substances_add_up(pharmacy: Pharmacy) -> None:
 async def test_the_check_uses_the_limits_in_force_on_the_sale_day(pharmacy: Pharmacy) -> None:
     advil = await pharmacy.product(ADVIL)
     assert (await pharmacy.checked((advil, 9), on_date="2017-01-01"))["decision"] == "warn"
-    # Before the table's first rule the service knows no law (the 2015-2016 rules are not modelled).
-    before = await pharmacy.check((advil, 9), on_date="2016-12-31")
-    assert "2017-01-01" in assert_problem(before, 422, "body.on_date")["detail"]
+    # Before 2017 the one-package rule of art. 8 ust. 2 applies instead of the table (see below).
+    before = await pharmacy.checked((advil, 9), on_date="2016-12-31")
+    assert (before["decision"], reason_keys(before), before["substances"]) == (
+        "warn",
+        ["pre_2017_sale_one_package"],
+        [],
+    )
     today = await pharmacy.checked((advil, 1), on_date=None)
     assert today["on_date"] >= "2025-01-01"
 
@@ -607,3 +611,74 @@ async def test_the_pharmacy_is_reachable_through_the_gateway(
     spec = (await gateway_client.get("/openapi.json")).json()
     for path in ("/products", "/products/{product_id}", "/products/import", "/settings", "/sales/check"):
         assert API + path in spec["paths"], path
+
+
+# ----------------------------------------------------------------------------- sales before 2017
+
+
+async def test_a_sale_dated_2016_allows_one_package_of_each_product_with_a_listed_substance(pharmacy: Pharmacy) -> None:
+    await pharmacy.set_policy("block")
+    advil, strong = await pharmacy.product(ADVIL), await pharmacy.product(STRONG_2016)
+    unfilled = await pharmacy.product(UNFILLED)
+
+    one_each = await pharmacy.checked((advil, 1), (strong, 1), (unfilled, 1), on_date="2016-12-31")
+    two_advil = await pharmacy.checked((advil, 1), (strong, 1), (advil, 1), on_date="2016-12-31")
+    minor = await pharmacy.checked((unfilled, 1), on_date="2016-12-31", buyer_age=17)
+    next_day = await pharmacy.checked((advil, 2), on_date="2017-01-01")
+
+    assert (one_each["decision"], one_each["reasons"]) == ("allow", [])  # 1,020 mg pseudoephedrine: 2016 law
+    assert two_advil["decision"] == "block" and reason_keys(two_advil) == ["pre_2017_sale_one_package"]
+    assert two_advil["reasons"][0]["product_id"] == advil["id"] and "2" in two_advil["reasons"][0]["en"]
+    assert (minor["decision"], reason_keys(minor)) == ("block", ["under_18"])
+    assert next_day["decision"] == "allow"
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+async def test_a_refusal_for_suspected_non_medical_use_is_recorded_with_its_reason(pharmacy: Pharmacy) -> None:
+    advil = await pharmacy.product(ADVIL)
+    body = {
+        "lines": [{"product_id": advil["id"], "packages": 2}],
+        "reason": "podejrzenie użycia w celach pozamedycznych",
+        "buyer_age": 24,
+    }
+
+    answer = await pharmacy.client.post(f"{API}/sales/refusals", json=body, headers=pharmacy.pharmacist)
+
+    assert answer.status_code == 201, answer.text
+    refusal = answer.json()
+    assert {k: refusal[k] for k in ("lines", "reason", "buyer_age")} == body
+    assert refusal["pharmacist"] and uuid.UUID(refusal["id"]) and refusal["on_date"] >= "2025-01-01"
+    assert refusal["refused_at"].startswith(refusal["on_date"][:4])
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"reason": ""}, "body.reason"),
+        ({"reason": "x" * 1001}, "body.reason"),
+        ({"reason": None}, "body.reason"),
+        ({"lines": []}, "body.lines"),
+        ({"lines": [{"product_id": "not-an-id", "packages": 1}]}, "body.lines.0.product_id"),
+        ({"lines": [{"product_id": str(uuid.uuid4()), "packages": 0}]}, "body.lines.0.packages"),
+        ({"buyer_age": -1}, "body.buyer_age"),
+        ({"on_date": "2016-12-31"}, "body.on_date"),
+    ],
+)
+async def test_a_bad_refusal_names_the_field(pharmacy: Pharmacy, change: dict[str, Any], field: str) -> None:
+    advil = await pharmacy.product(ADVIL)
+    body = {"lines": [{"product_id": advil["id"], "packages": 1}], "reason": "non-medical use", **change}
+
+    answer = await pharmacy.client.post(f"{API}/sales/refusals", json=body, headers=pharmacy.pharmacist)
+
+    assert_problem(answer, 422, field)
+
+
+async def test_a_refusal_names_only_this_pharmacys_products(pharmacy: Pharmacy, other_pharmacy: Pharmacy) -> None:
+    theirs = await other_pharmacy.product(ADVIL)
+    body = {"lines": [{"product_id": theirs["id"], "packages": 1}], "reason": "non-medical use"}
+
+    answer = await pharmacy.client.post(f"{API}/sales/refusals", json=body, headers=pharmacy.pharmacist)
+
+    assert_problem(answer, 422, "body.lines.0.product_id")

@@ -1,8 +1,9 @@
 """E-prescription realisation at the pharmacy as clients see it: through the gateway (embedded).
 
 API.md's Pharmacy rows ``POST /prescriptions/lookup`` and ``POST /realizations`` with DOMAIN.md 3 and 4:
-each bad field named in a problem+json 422, only a pharmacist, visibility per pharmacy (the code entered
-or a partial realisation here; anything else answers 404 like an unknown key), the validity windows on
+each bad field named in a problem+json 422, only a pharmacist, the scanned key opening its prescription
+alone and the access code + PESEL the package (wrong codes limited per pharmacy and per PESEL), the
+validity windows on
 their last day and the day after, the 180-day cap per visit, partial realisation bound to one pharmacy,
 substitutes, idempotent retries, the report to P1 and the prescriptions service learning the first
 realisation.
@@ -26,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.pharmacy.models import PrescriptionHold, PrescriptionRealisation
+from shared.clock import FixedClock
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, WARSAW, Clinic, _rx
 from tests.e2e.test_realisation_flow import _issued, _pharmacist
@@ -144,12 +146,23 @@ async def _clinic_rx(clinic: Clinic, token: dict[str, str], **overrides: Any) ->
     return key
 
 
-async def _realise(clinic: Clinic, token: dict[str, str], key: str, packages: int, **extra: Any) -> httpx.Response:
+def _move_to(clinic: Clinic, day: int | None) -> None:
+    """The pharmacy's clock at noon of today + ``day`` (Warsaw): its realisations and lookups are dated then."""
+    if day is not None:
+        noon = dt.datetime.combine(_today() + dt.timedelta(days=day), dt.time(12), tzinfo=WARSAW)
+        clinic.service("pharmacy").state.ctx.clock = FixedClock(noon)
+
+
+async def _realise(
+    clinic: Clinic, token: dict[str, str], key: str, packages: int, day: int | None = None, **extra: Any
+) -> httpx.Response:
+    _move_to(clinic, day)
     return await clinic.post(REALISE, {"key": key, "packages": packages, **extra}, token)
 
 
-async def _by_key(clinic: Clinic, token: dict[str, str], key: str, **extra: Any) -> httpx.Response:
-    return await clinic.post(LOOKUP, {"key": key, **extra}, token)
+async def _by_key(clinic: Clinic, token: dict[str, str], key: str, day: int | None = None) -> httpx.Response:
+    _move_to(clinic, day)
+    return await clinic.post(LOOKUP, {"key": key}, token)
 
 
 async def _report(clinic: Clinic) -> None:
@@ -274,7 +287,7 @@ async def test_a_key_lookup_answers_the_shape_of_the_contract(clinic: Clinic) ->
     }
 
 
-async def test_a_package_of_three_by_code_shows_all_three_then_each_key_only_to_that_pharmacy(clinic: Clinic) -> None:
+async def test_a_package_of_three_by_code_shows_all_three_and_each_key_opens_alone_anywhere(clinic: Clinic) -> None:
     package = await _issued(
         clinic, _rx(), _rx(drug="Bisocard 5", packages=1), _rx(drug="Amotaks 1g", kind="antibiotic", packages=1)
     )
@@ -291,21 +304,69 @@ async def test_a_package_of_three_by_code_shows_all_three_then_each_key_only_to_
         ("Amotaks 1g", 1),
     ]
     assert [p["valid_until"] for p in found["prescriptions"]] == [_on(30), _on(30), _on(7)]
-    for key in keys:
+    assert [p["reason_code"] for p in found["prescriptions"]] == [None, None, None]
+    for key in keys:  # the key scanned from the printout: only that prescription, in any pharmacy
         assert (await _by_key(clinic, a, key)).json()["key"] == key
-        _problem(await _by_key(clinic, b, key), 404)
+        scanned = await _by_key(clinic, b, key)
+        assert scanned.status_code == 200 and "package_key" not in scanned.json()
+        assert scanned.json()["key"] == key and scanned.json()["packages_dispensable"] >= 1
 
 
-async def test_another_pharmacys_key_answers_exactly_like_an_unknown_key(clinic: Clinic) -> None:
+async def test_the_scanned_key_alone_opens_and_realises_a_prescription_no_code_was_entered_for(
+    clinic: Clinic,
+) -> None:
+    package = await _issued(clinic, _rx(packages=3))
+    key = package["prescriptions"][0]["key"]
+    b = await _pharmacist(clinic, B)
+
+    scanned = await _by_key(clinic, b, key)
+    realised = await _realise(clinic, b, key, 2)
+
+    assert scanned.status_code == 200, scanned.text
+    assert (scanned.json()["packages_dispensable"], scanned.json()["reason"]) == (3, None)
+    assert realised.status_code == 201 and realised.json()["packages_remaining"] == 1
+
+
+async def test_a_key_partly_realised_in_another_pharmacy_opens_with_nothing_dispensable_and_the_reason(
+    clinic: Clinic,
+) -> None:
     a, b = await _pharmacist(clinic, A), await _pharmacist(clinic, B)
-    key = await _clinic_rx(clinic, a)
+    key = await _clinic_rx(clinic, a, packages=3)
     assert (await _realise(clinic, a, key, 1)).status_code == 201
 
-    hidden = await _by_key(clinic, b, key)
-    unknown = await _by_key(clinic, b, "9" * 44)
+    scanned = await _by_key(clinic, b, key)
+    realised = await _realise(clinic, b, key, 1)
 
-    assert _problem(hidden, 404) == _problem(unknown, 404)
-    assert key not in hidden.text and "apteka" not in hidden.text
+    assert scanned.status_code == 200, scanned.text
+    found = scanned.json()
+    assert (found["packages_dispensed"], found["packages_dispensable"], found["held_by_this_pharmacy"]) == (1, 0, False)
+    assert found["reason_code"] == "realised_elsewhere" and "another pharmacy" in found["reason"]
+    assert A not in scanned.text  # which pharmacy the patient went to is not told
+    assert "another pharmacy" in _problem(realised, 409)["detail"] and A not in realised.text
+
+
+async def test_an_unknown_key_is_404_saying_what_the_pharmacist_can_do(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+
+    unknown = _problem(await _by_key(clinic, a, "9" * 44), 404)
+
+    assert "scan the QR code again" in unknown["detail"] and "access code" in unknown["detail"]
+
+
+async def test_a_key_scan_is_never_blocked_by_the_per_pesel_code_limit(clinic: Clinic) -> None:
+    _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic, _line(packages=2))
+    guessers = [await _pharmacist(clinic, f"apteka-{n}") for n in range(5)]
+    for n in range(10):
+        _problem(await _code(clinic, guessers[n % 5], _wrong(package, n)), 404)
+    a = await _pharmacist(clinic, A)
+    _problem(await _code(clinic, a, package["access_code"]), 429)
+
+    scanned = await _by_key(clinic, a, package["keys"][0])
+    realised = await _realise(clinic, a, package["keys"][0], 1)
+
+    assert scanned.status_code == 200 and scanned.json()["packages_dispensable"] == 2
+    assert realised.status_code == 201, realised.text
 
 
 async def test_a_key_realised_partly_here_stays_visible_here_and_is_held_by_this_pharmacy(clinic: Clinic) -> None:
@@ -336,7 +397,91 @@ async def test_a_wrong_code_or_another_patients_pesel_is_404(clinic: Clinic) -> 
 
     _problem(await clinic.post(LOOKUP, {"access_code": wrong, "pesel": PATIENT_2}, a), 404)
     _problem(await clinic.post(LOOKUP, {"access_code": package["access_code"], "pesel": PATIENT}, a), 404)
-    _problem(await _by_key(clinic, a, package["keys"][0]), 404)  # nothing was opened
+
+
+# ----------------------------------------------------------------------------- the access-code limit
+
+
+def _fix_pharmacy_clock(clinic: Clinic) -> FixedClock:
+    clock = FixedClock(dt.datetime.now(dt.UTC))
+    clinic.service("pharmacy").state.ctx.clock = clock
+    return clock
+
+
+async def _code(clinic: Clinic, token: dict[str, str], code: str, pesel: str = PATIENT_2) -> httpx.Response:
+    return await clinic.post(LOOKUP, {"access_code": code, "pesel": pesel}, token)
+
+
+def _wrong(package: dict[str, Any], n: int) -> str:
+    code = f"{(int(package['access_code']) + 1 + n) % 10000:04d}"
+    assert code != package["access_code"]
+    return code
+
+
+async def test_a_wrong_code_says_what_to_do_and_how_many_tries_are_left(clinic: Clinic) -> None:
+    package = await _registered(clinic)
+    a = await _pharmacist(clinic, A)
+
+    first = _problem(await _code(clinic, a, _wrong(package, 0)), 404)
+    second = _problem(await _code(clinic, a, _wrong(package, 1)), 404)
+
+    assert "scan the QR code" in first["detail"] and "PESEL" in first["detail"]
+    assert (first["attempts_left"], second["attempts_left"]) == (4, 3)
+    assert package["access_code"] not in first["detail"]
+
+
+async def test_the_sixth_wrong_code_waits_with_retry_after_until_the_first_leaves_the_window(clinic: Clinic) -> None:
+    clock = _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic)
+    a = await _pharmacist(clinic, A)
+    for n in range(5):
+        _problem(await _code(clinic, a, _wrong(package, n)), 404)
+        clock.advance(seconds=10)
+
+    paused = await _code(clinic, a, package["access_code"])
+    clock.advance(seconds=549)
+    still = await _code(clinic, a, package["access_code"])
+    clock.advance(seconds=1)
+    again = await _code(clinic, a, package["access_code"])
+
+    body = _problem(paused, 429)
+    assert paused.headers["Retry-After"] == "550" and body["retry_after_seconds"] == 550  # first guess 600 s old
+    assert body["limit"] == "pharmacy" and "scan the QR code" in body["detail"]
+    assert still.headers["Retry-After"] == "1"
+    assert again.status_code == 200, again.text
+
+
+async def test_right_codes_are_released_so_a_busy_pharmacy_is_never_paused_by_its_hits(clinic: Clinic) -> None:
+    _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic)
+    a = await _pharmacist(clinic, A)
+    for n in range(4):
+        _problem(await _code(clinic, a, _wrong(package, n)), 404)
+
+    hits = [(await _code(clinic, a, package["access_code"])).status_code for _ in range(12)]
+    fifth_miss = await _code(clinic, a, _wrong(package, 4))
+    sixth_miss = await _code(clinic, a, _wrong(package, 5))
+
+    assert hits == [200] * 12
+    assert _problem(fifth_miss, 404)["attempts_left"] == 0
+    _problem(sixth_miss, 429)
+
+
+async def test_many_pharmacies_guessing_one_patients_code_are_stopped_at_the_per_pesel_limit(clinic: Clinic) -> None:
+    _fix_pharmacy_clock(clinic)
+    package = await _registered(clinic)
+    guessers = [await _pharmacist(clinic, f"apteka-{n}") for n in range(5)]
+    misses = [(await _code(clinic, guessers[n % 5], _wrong(package, n))).status_code for n in range(10)]
+
+    eleventh = await _code(clinic, await _pharmacist(clinic, "apteka-x"), _wrong(package, 10))
+    right_code = await _code(clinic, await _pharmacist(clinic, "apteka-y"), package["access_code"])
+    other_patient = await _code(clinic, await _pharmacist(clinic, "apteka-y"), "0000", PATIENT)
+
+    assert misses == [404] * 10  # two per pharmacy: no pharmacy reached its own limit of 5
+    assert _problem(eleventh, 429)["limit"] == "patient" and int(eleventh.headers["Retry-After"]) > 0
+    assert _problem(right_code, 429)["limit"] == "patient"
+    assert "scan the QR code" in right_code.json()["detail"]
+    _problem(other_patient, 404)  # the pause is this PESEL's alone
 
 
 async def test_p1_down_answers_503_on_lookup_and_realisation(clinic: Clinic) -> None:
@@ -401,6 +546,165 @@ async def test_the_same_pharmacy_twice_at_once_never_dispenses_more_than_prescri
     assert (await _by_key(clinic, a, key)).json()["packages_dispensed"] == 2
 
 
+# ----------------------------------------------------------------------------- the realisation date
+
+
+@pytest.mark.parametrize("day", [-1, 0, 5])
+async def test_a_pharmacist_cannot_date_a_realisation_not_even_today(clinic: Clinic, day: int) -> None:
+    a = await _pharmacist(clinic, A)
+    key = await _clinic_rx(clinic, a, packages=2)
+
+    dated = await _realise(clinic, a, key, 1, on_date=_on(day))
+
+    assert _fields(dated) == ["body.on_date"] and "outage" in dated.json()["detail"]
+    assert (await _by_key(clinic, a, key)).json()["packages_dispensed"] == 0
+
+
+async def test_a_realisation_is_filed_with_p1_under_the_servers_date(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    key = await _clinic_rx(clinic, a, packages=2)
+
+    assert (await _realise(clinic, a, key, 1, day=3)).status_code == 201
+    await _report(clinic)
+
+    assert [(r["realised_on"], r["outage"]) for r in (await _in_p1(clinic, key))["realisations"]] == [(_on(3), False)]
+
+
+def _printout(package: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """What the patient's printout of a ``_registered`` default line shows."""
+    return {
+        "package_key": package["package_key"],
+        "patient_pesel": PATIENT_2,
+        "drug": "Metformax 500",
+        "kind": "standard",
+        "issued_on": _on(0),
+        "packages": 2,
+        "units_per_package": "30",
+        "daily_dose_units": "1",
+        **changes,
+    }
+
+
+async def test_an_outage_realisation_is_dated_back_to_the_first_failed_call_to_p1_and_no_further(
+    clinic: Clinic,
+) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+    _problem(await _by_key(clinic, a, key, day=1), 503)  # P1 fails first on day 1
+    outage = {"outage_statement": True, "printout": _printout(package), "identity_document": "id_card"}
+
+    before_the_outage = await _realise(clinic, a, key, 1, day=3, on_date=_on(0), **outage)
+    in_the_future = await _realise(clinic, a, key, 1, on_date=_on(4), **outage)
+    first_day_down = await _realise(clinic, a, key, 1, on_date=_on(1), **outage)
+
+    assert _fields(before_the_outage) == ["body.on_date"] and _on(1) in before_the_outage.json()["detail"]
+    assert _fields(in_the_future) == ["body.on_date"] and "future" in in_the_future.json()["detail"]
+    assert first_day_down.status_code == 201, first_day_down.text
+    assert (await clinic.client.post("/sandbox/p1/up")).status_code == 200
+    await clinic.settle()
+    await (
+        clinic.service("integration")
+        .state.ctx.extras["forwarder"]
+        .forward_pending(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    )
+    in_p1 = await _in_p1(clinic, key)
+    assert [(r["realised_on"], r["outage"]) for r in in_p1["realisations"]] == [(_on(1), True)]
+
+
+async def test_once_p1_answers_again_a_later_outage_starts_afresh(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic, _line(packages=3))
+    key = package["keys"][0]
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+    _problem(await _by_key(clinic, a, key, day=0), 503)
+    assert (await clinic.client.post("/sandbox/p1/up")).status_code == 200
+    assert (await _by_key(clinic, a, key, day=1)).status_code == 200  # P1 answers: the outage is over
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+
+    dated_in_the_old_outage = await _realise(
+        clinic,
+        a,
+        key,
+        1,
+        day=2,
+        on_date=_on(0),
+        outage_statement=True,
+        printout=_printout(package, packages=3),
+        identity_document="passport",
+    )
+
+    assert _fields(dated_in_the_old_outage) == ["body.on_date"] and _on(2) in dated_in_the_old_outage.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- outage realisation
+
+
+async def test_with_p1_down_neither_a_bare_key_nor_a_statement_without_the_documents_realises(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    assert (await _by_key(clinic, a, key)).status_code == 200  # seen while P1 was up
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+
+    bare_key = await _realise(clinic, a, key, 1)
+    no_printout = await _realise(clinic, a, key, 1, outage_statement=True, identity_document="id_card")
+    no_document = await _realise(clinic, a, key, 1, outage_statement=True, printout=_printout(package))
+    no_statement = await _realise(clinic, a, key, 1, printout=_printout(package), identity_document="id_card")
+
+    assert "P1 is unreachable" in _problem(bare_key, 503)["detail"]
+    assert _fields(no_printout) == ["body.printout"]
+    assert _fields(no_document) == ["body.identity_document"]
+    assert _fields(no_statement) == ["body.outage_statement"]
+    async with clinic.service("pharmacy").state.ctx.sessions() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(PrescriptionRealisation)) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"patient_pesel": PATIENT}, "body.printout.patient_pesel"),
+        ({"drug": "Metformax 850"}, "body.printout.drug"),
+        ({"packages": 5}, "body.printout.packages"),
+        ({"package_key": "7" * 44}, "body.printout.package_key"),
+    ],
+)
+async def test_an_outage_printout_that_contradicts_what_p1_showed_this_pharmacy_is_refused(
+    clinic: Clinic, change: dict[str, Any], field: str
+) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    await _open(clinic, a, package, PATIENT_2)  # by code + PESEL: this pharmacy knows the patient
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+    documents = {"outage_statement": True, "identity_document": "passport"}
+
+    forged = await _realise(clinic, a, key, 1, printout=_printout(package, **change), **documents)
+    genuine = await _realise(clinic, a, key, 1, printout=_printout(package, drug=" metformax 500"), **documents)
+
+    assert _fields(forged) == [field]
+    assert PATIENT not in forged.text and PATIENT_2 not in forged.text
+    assert genuine.status_code == 201 and genuine.json()["outage"] is True
+    async with clinic.service("pharmacy").state.ctx.sessions() as session:
+        recorded = list(await session.scalars(sa.select(PrescriptionRealisation)))
+    assert [(r.outage, r.identity_document, r.packages) for r in recorded] == [(True, "passport", 1)]
+
+
+async def test_an_outage_realisation_of_a_prescription_never_seen_here_goes_on_the_printout(clinic: Clinic) -> None:
+    a = await _pharmacist(clinic, A)
+    package = await _registered(clinic)
+    key = package["keys"][0]
+    assert (await clinic.client.post("/sandbox/p1/down")).status_code == 200
+
+    realised = await _realise(
+        clinic, a, key, 1, outage_statement=True, printout=_printout(package), identity_document="mobywatel"
+    )
+
+    assert realised.status_code == 201, realised.text
+    assert (realised.json()["packages_remaining"], realised.json()["outage"]) == (1, True)
+
+
 # ----------------------------------------------------------------------------- validity windows
 
 
@@ -408,22 +712,22 @@ async def test_a_standard_prescription_is_realisable_through_issue_plus_30_and_n
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a)
 
-    late = await _realise(clinic, a, key, 1, on_date=_on(31))
-    last_day = await _realise(clinic, a, key, 1, on_date=_on(30))
+    late = await _realise(clinic, a, key, 1, day=31)
+    last_day = await _realise(clinic, a, key, 1, day=30)
 
-    assert _fields(late) == ["body.on_date"] and _on(30) in late.json()["detail"]
+    assert _fields(late) == ["body.key"] and _on(30) in late.json()["detail"]
     assert last_day.status_code == 201, last_day.text
-    assert (await _by_key(clinic, a, key, on_date=_on(31))).json()["packages_dispensable"] == 0
+    assert (await _by_key(clinic, a, key, day=31)).json()["packages_dispensable"] == 0
 
 
 async def test_partial_realisation_does_not_extend_validity(clinic: Clinic) -> None:
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=3)
-    assert (await _realise(clinic, a, key, 1, on_date=_on(29))).status_code == 201
+    assert (await _realise(clinic, a, key, 1, day=29)).status_code == 201
 
-    rest = await _realise(clinic, a, key, 2, on_date=_on(31))
+    rest = await _realise(clinic, a, key, 2, day=31)
 
-    assert _fields(rest) == ["body.on_date"]
+    assert _fields(rest) == ["body.key"]
     assert (await _by_key(clinic, a, key)).json()["packages_dispensed"] == 1
 
 
@@ -434,7 +738,7 @@ async def test_a_standard_prescription_from_p1_issued_31_days_ago_has_expired_an
     expired = await _sandbox_rx(clinic, a, issued_days_ago=31)
     last_day = await _sandbox_rx(clinic, a, issued_days_ago=30)
 
-    assert _fields(await _realise(clinic, a, expired, 1)) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, expired, 1)) == ["body.key"]
     assert (await _realise(clinic, a, last_day, 1)).status_code == 201
 
 
@@ -443,8 +747,8 @@ async def test_an_antibiotic_is_realisable_through_issue_plus_7(clinic: Clinic) 
     key = await _clinic_rx(clinic, a, drug="Amotaks 1g", kind="antibiotic", packages=1, units_per_package="16")
 
     assert (await _by_key(clinic, a, key)).json()["valid_until"] == _on(7)
-    assert _fields(await _realise(clinic, a, key, 1, on_date=_on(8))) == ["body.on_date"]
-    assert (await _realise(clinic, a, key, 1, on_date=_on(7))).status_code == 201
+    assert _fields(await _realise(clinic, a, key, 1, day=8)) == ["body.key"]
+    assert (await _realise(clinic, a, key, 1, day=7)).status_code == 201
 
 
 async def test_an_antibiotic_from_p1_issued_8_days_ago_is_refused_today(clinic: Clinic) -> None:
@@ -453,7 +757,7 @@ async def test_an_antibiotic_from_p1_issued_8_days_ago_is_refused_today(clinic: 
     seven = await _sandbox_rx(clinic, a, _line("antibiotic", packages=1, units="16"), issued_days_ago=7)
 
     assert (await _by_key(clinic, a, eight)).json()["packages_dispensable"] == 0
-    assert _fields(await _realise(clinic, a, eight, 1)) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, eight, 1)) == ["body.key"]
     assert (await _realise(clinic, a, seven, 1)).status_code == 201
 
 
@@ -463,16 +767,16 @@ async def test_a_realise_from_date_opens_the_window_on_that_day_and_counts_30_da
 
     found = (await _by_key(clinic, a, key)).json()
     early = await _realise(clinic, a, key, 1)
-    day_before = await _realise(clinic, a, key, 1, on_date=_on(4))
-    on_the_day = await _realise(clinic, a, key, 1, on_date=_on(5))
-    last_day = await _realise(clinic, a, key, 1, on_date=_on(35))
-    after = await _realise(clinic, a, key, 1, on_date=_on(36))
+    day_before = await _realise(clinic, a, key, 1, day=4)
+    on_the_day = await _realise(clinic, a, key, 1, day=5)
+    last_day = await _realise(clinic, a, key, 1, day=35)
+    after = await _realise(clinic, a, key, 1, day=36)
 
     assert (found["valid_until"], found["packages_dispensable"]) == (_on(35), 0)
-    assert _fields(early) == ["body.on_date"] and _on(5) in early.json()["detail"]
-    assert _fields(day_before) == ["body.on_date"]
+    assert _fields(early) == ["body.key"] and _on(5) in early.json()["detail"]
+    assert _fields(day_before) == ["body.key"]
     assert on_the_day.status_code == 201 and last_day.status_code == 201
-    assert _fields(after) == ["body.on_date"]
+    assert _fields(after) == ["body.key"]
 
 
 @pytest.mark.parametrize(
@@ -486,7 +790,7 @@ async def test_kinds_counted_from_the_issue_date_end_on_their_last_day(clinic: C
 
     assert (await _by_key(clinic, a, last_day)).json()["valid_until"] == _on(0)
     assert (await _realise(clinic, a, last_day, 1)).status_code == 201
-    assert _fields(await _realise(clinic, a, day_after, 1)) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, day_after, 1)) == ["body.key"]
 
 
 async def test_a_narcotic_with_a_realise_from_date_in_p1_does_not_break_the_package_lookup(clinic: Clinic) -> None:
@@ -514,7 +818,7 @@ async def test_a_365_day_prescription_is_realisable_through_issue_plus_365(clini
     assert (found["valid_until"], found["reduction_days"], found["packages_dispensable"]) == (_on(0), 365, 6)
     assert last_day.status_code == 201, last_day.text
     assert last_day.json()["reduced_packages"] == 13 and last_day.json()["packages_remaining"] == 1
-    assert _fields(await _realise(clinic, a, key, 1, on_date=_on(1))) == ["body.on_date"]
+    assert _fields(await _realise(clinic, a, key, 1, day=1)) == ["body.key"]
 
 
 async def test_a_365_day_prescription_issued_100_days_ago_is_reduced_once(clinic: Clinic) -> None:
@@ -524,7 +828,7 @@ async def test_a_365_day_prescription_issued_100_days_ago_is_reduced_once(clinic
 
     found = (await _by_key(clinic, a, key)).json()
     first = await _realise(clinic, a, key, 6)
-    rest = await _realise(clinic, a, key, 2, on_date=_on(30))
+    rest = await _realise(clinic, a, key, 2, day=30)
 
     assert (found["reduction_days"], found["packages_dispensable"], found["valid_until"]) == (100, 6, _on(265))
     assert first.json() == {
@@ -541,9 +845,9 @@ async def test_the_365_day_reduction_starts_after_30_days(clinic: Clinic) -> Non
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=12, extended=True)  # 12 x 30 tablets, 1 a day
 
-    day_30 = (await _by_key(clinic, a, key, on_date=_on(30))).json()
-    day_31 = (await _by_key(clinic, a, key, on_date=_on(31))).json()
-    realised = await _realise(clinic, a, key, 1, on_date=_on(31))
+    day_30 = (await _by_key(clinic, a, key, day=30)).json()
+    day_31 = (await _by_key(clinic, a, key, day=31)).json()
+    realised = await _realise(clinic, a, key, 1, day=31)
 
     assert (day_30["reduction_days"], day_30["packages_dispensable"]) == (0, 6)
     assert (day_31["reduction_days"], day_31["packages_dispensable"]) == (31, 6)
@@ -555,13 +859,13 @@ async def test_a_365_day_prescription_issued_by_the_clinic_expires_after_day_365
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=12, extended=True)
 
-    found = (await _by_key(clinic, a, key, on_date=_on(30))).json()
-    used_up = await _realise(clinic, a, key, 1, on_date=_on(365))  # 365 days of dosage take all 360 tablets
-    expired = await _realise(clinic, a, key, 1, on_date=_on(366))
+    found = (await _by_key(clinic, a, key, day=30)).json()
+    used_up = await _realise(clinic, a, key, 1, day=365)  # 365 days of dosage take all 360 tablets
+    expired = await _realise(clinic, a, key, 1, day=366)
 
     assert (found["valid_until"], found["reduction_days"], found["packages_dispensable"]) == (_on(365), 0, 6)
     assert _fields(used_up) == ["body.packages"] and "nothing can be dispensed" in used_up.json()["detail"]
-    assert _fields(expired) == ["body.on_date"]
+    assert _fields(expired) == ["body.key"]
 
 
 async def test_a_prescription_cancelled_by_the_issuer_cannot_be_realised(clinic: Clinic) -> None:
@@ -639,15 +943,12 @@ async def test_missing_key_and_packages_are_each_named(clinic: Clinic) -> None:
     assert {"body.key", "body.packages"} <= set(_fields(answer))
 
 
-async def test_a_key_never_looked_up_here_cannot_be_realised(clinic: Clinic) -> None:
+async def test_an_unknown_key_cannot_be_realised(clinic: Clinic) -> None:
     a = await _pharmacist(clinic, A)
-    package = await _registered(clinic)
 
-    never_opened = await _realise(clinic, a, package["keys"][0], 1)
     unknown = await _realise(clinic, a, "9" * 44, 1)
 
-    assert _problem(never_opened, 404) == _problem(unknown, 404)
-    assert (await _in_p1(clinic, package["keys"][0]))["packages_dispensed"] == 0
+    assert "P1 knows no prescription" in _problem(unknown, 404)["detail"]
 
 
 async def test_more_packages_than_left_is_refused_saying_how_many_are_left(clinic: Clinic) -> None:
@@ -675,13 +976,32 @@ async def test_at_most_180_days_of_use_in_one_visit(clinic: Clinic) -> None:
     found = (await _by_key(clinic, a, key)).json()
     seven = await _realise(clinic, a, key, 7)
     six = await _realise(clinic, a, key, 6)
-    next_visit = await _realise(clinic, a, key, 6)
+    next_visit = await _realise(clinic, a, key, 6, day=1)
 
     assert found["packages_dispensable"] == 6
     assert _fields(seven) == ["body.packages"]
     assert "210 days" in seven.json()["detail"] and "at most 6 packages" in seven.json()["detail"]
     assert six.status_code == 201 and six.json()["packages_remaining"] == 6
     assert next_visit.status_code == 201 and next_visit.json()["packages_remaining"] == 0
+
+
+async def test_two_calls_the_same_day_are_one_visit_and_share_its_180_days(clinic: Clinic) -> None:
+    a, b = await _pharmacist(clinic, A), await _pharmacist(clinic, B)
+    key = await _clinic_rx(clinic, a, packages=12)  # 30 days a package: 6 packages a visit
+
+    first = await _realise(clinic, a, key, 3, day=0)
+    over = await _realise(clinic, a, key, 4)
+    rest_of_the_visit = await _realise(clinic, a, key, 3)
+    seen_after = (await _by_key(clinic, a, key)).json()
+    one_more = await _realise(clinic, a, key, 1)
+    next_day = (await _by_key(clinic, a, key, day=1)).json()
+
+    assert first.status_code == 201 and rest_of_the_visit.status_code == 201
+    assert _fields(over) == ["body.packages"] and "at most 3 more today" in over.json()["detail"]
+    assert (seen_after["packages_dispensable"], seen_after["reason_code"]) == (0, "visit_cap_reached")
+    assert _fields(one_more) == ["body.packages"] and "nothing more today" in one_more.json()["detail"]
+    assert (next_day["packages_dispensable"], next_day["reason_code"]) == (6, None)
+    assert (await _by_key(clinic, b, key)).json()["reason_code"] == "realised_elsewhere"
 
 
 async def test_the_180_day_cap_follows_the_dosage(clinic: Clinic) -> None:
@@ -744,7 +1064,7 @@ async def test_realisations_are_reported_to_p1_with_the_pharmacy(clinic: Clinic)
     a = await _pharmacist(clinic, A)
     key = await _clinic_rx(clinic, a, packages=3)
     assert (await _realise(clinic, a, key, 1)).status_code == 201
-    assert (await _realise(clinic, a, key, 1, on_date=_on(2))).status_code == 201
+    assert (await _realise(clinic, a, key, 1, day=2)).status_code == 201
 
     await _report(clinic)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, Clinic, _day, _rx, clinic
+from shared.clock import FixedClock
+from tests.e2e.test_prescriptions_flow import DOCTOR, FACILITY, PATIENT, PATIENT_2, WARSAW, Clinic, _day, _rx, clinic
 
 __all__ = ["clinic"]  # the fixture, shared with the prescriptions flow
 
@@ -27,6 +28,12 @@ async def _issued(clinic: Clinic, *prescriptions: dict[str, Any]) -> dict[str, A
     return package
 
 
+def _pharmacy_on(clinic: Clinic, days_from_today: int) -> None:
+    """The pharmacy's clock at noon, ``days_from_today`` days on: the server dates every realisation."""
+    noon = dt.datetime.combine(dt.date.fromisoformat(_day(days_from_today)), dt.time(12), tzinfo=WARSAW)
+    clinic.service("pharmacy").state.ctx.clock = FixedClock(noon)
+
+
 async def _pharmacist(clinic: Clinic, pharmacy: str) -> dict[str, str]:
     return await clinic.token(sub=f"mgr-{pharmacy}", role="pharmacist", pharmacy_id=pharmacy)
 
@@ -37,8 +44,8 @@ async def test_partial_realisation_in_a_binds_the_rest_to_a_and_p1_learns_every_
     a, b = await _pharmacist(clinic, "apteka-a"), await _pharmacist(clinic, "apteka-b")
     lookup = "/api/v1/pharmacy/prescriptions/lookup"
 
-    hidden = await clinic.post(lookup, {"key": key}, a)
-    assert hidden.status_code == 404  # the key alone: this pharmacy has not entered the code
+    scanned = await clinic.post(lookup, {"key": key}, a)  # the QR code of the printout alone opens it
+    assert scanned.status_code == 200 and scanned.json()["packages_dispensable"] == 6, scanned.text
     by_code = await clinic.post(lookup, {"access_code": package["access_code"], "pesel": PATIENT}, a)
     assert by_code.status_code == 200, by_code.text
     found = by_code.json()["prescriptions"][0]
@@ -48,7 +55,8 @@ async def test_partial_realisation_in_a_binds_the_rest_to_a_and_p1_learns_every_
     assert first.status_code == 201, first.text
     assert (first.json()["packages_dispensed"], first.json()["packages_remaining"]) == (2, 4)
 
-    assert (await clinic.post(lookup, {"access_code": package["access_code"], "pesel": PATIENT}, b)).status_code == 200
+    at_b = (await clinic.post(lookup, {"key": key}, b)).json()
+    assert (at_b["packages_dispensable"], at_b["reason_code"]) == (0, "realised_elsewhere")
     elsewhere = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, b)
     assert elsewhere.status_code == 409 and "another pharmacy" in elsewhere.json()["detail"]
 
@@ -77,19 +85,19 @@ async def test_more_than_180_days_in_one_visit_is_refused_with_the_most_allowed(
 
     assert over.status_code == 422
     assert over.json()["errors"][0]["field"] == "body.packages" and "at most 6 packages" in over.json()["detail"]
-    expired = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "on_date": _day(400)}, a)
-    assert expired.status_code == 422 and expired.json()["errors"][0]["field"] == "body.on_date"
+    _pharmacy_on(clinic, 400)
+    expired = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, a)
+    assert expired.status_code == 422 and expired.json()["errors"][0]["field"] == "body.key"
+    assert "expired" in expired.json()["detail"]
 
 
 async def test_the_365_day_reduction_is_said_in_the_lookup_and_applied_once(clinic: Clinic) -> None:
     package = await _issued(clinic, _rx(packages=12, extended=True))
     key = package["prescriptions"][0]["key"]
     a = await _pharmacist(clinic, "apteka-a")
-    later = (dt.date.fromisoformat(_day(0)) + dt.timedelta(days=95)).isoformat()
+    _pharmacy_on(clinic, 95)  # the patient comes 95 days after the issue
     looked = await clinic.post(
-        "/api/v1/pharmacy/prescriptions/lookup",
-        {"access_code": package["access_code"], "pesel": PATIENT, "on_date": later},
-        a,
+        "/api/v1/pharmacy/prescriptions/lookup", {"access_code": package["access_code"], "pesel": PATIENT}, a
     )
     one = looked.json()["prescriptions"][0]
     assert (one["reduction_days"], one["packages_dispensable"]) == (
@@ -97,7 +105,7 @@ async def test_the_365_day_reduction_is_said_in_the_lookup_and_applied_once(clin
         6,
     )  # 360 - 95 tablets left: 8 whole packages (4 removed), at most 6 a visit
 
-    first = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 6, "on_date": later}, a)
+    first = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 6}, a)
     assert first.json() == {
         "key": key,
         "packages_dispensed": 6,
@@ -105,7 +113,8 @@ async def test_the_365_day_reduction_is_said_in_the_lookup_and_applied_once(clin
         "reduced_packages": 4,
         "outage": False,
     }
-    again = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 2, "on_date": later}, a)
+    _pharmacy_on(clinic, 96)  # the rest on another visit: 6 packages were this visit's 180 days
+    again = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 2}, a)
     assert again.status_code == 201 and again.json()["reduced_packages"] == 4  # applied once, not again
 
 
@@ -140,20 +149,9 @@ async def test_an_outage_realisation_needs_p1_down_and_reaches_p1_when_it_is_bac
     package = await _issued(clinic, _rx(packages=2))
     key = package["prescriptions"][0]["key"]
     a = await _pharmacist(clinic, "apteka-a")
-    while_up = await clinic.post(
-        "/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "outage_statement": True}, a
-    )
-    assert while_up.status_code == 422 and while_up.json()["errors"][0]["field"] == "body.outage_statement"
-
-    await clinic.client.post("/sandbox/p1/down")
-    no_statement = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, a)
-    assert no_statement.status_code in (404, 503)  # never on a bare key or code while P1 is down
-    unknown = await clinic.post(
-        "/api/v1/pharmacy/realizations", {"key": key, "packages": 1, "outage_statement": True}, a
-    )
-    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "body.printout"
     printout = {
         "package_key": package["package_key"],
+        "patient_pesel": PATIENT,
         "drug": "Metformax 500",
         "kind": "standard",
         "issued_on": _day(0),
@@ -161,9 +159,22 @@ async def test_an_outage_realisation_needs_p1_down_and_reaches_p1_when_it_is_bac
         "units_per_package": "30",
         "daily_dose_units": "1",
     }
+    documents = {"outage_statement": True, "printout": printout, "identity_document": "id_card"}
+    while_up = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1, **documents}, a)
+    assert while_up.status_code == 422 and while_up.json()["errors"][0]["field"] == "body.outage_statement"
+
+    await clinic.client.post("/sandbox/p1/down")
+    no_statement = await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, a)
+    assert no_statement.status_code in (404, 503)  # never on a bare key or code while P1 is down
+    no_printout = await clinic.post(
+        "/api/v1/pharmacy/realizations",
+        {"key": key, "packages": 1, "outage_statement": True, "identity_document": "id_card"},
+        a,
+    )
+    assert no_printout.status_code == 422 and no_printout.json()["errors"][0]["field"] == "body.printout"
     outage = await clinic.post(
         "/api/v1/pharmacy/realizations",
-        {"key": key, "packages": 1, "outage_statement": True, "printout": printout},
+        {"key": key, "packages": 1, **documents},
         a,
     )
     assert outage.status_code == 201, outage.text

@@ -109,3 +109,107 @@ async def test_twenty_simultaneous_realisations_never_exceed_what_was_prescribed
     assert {status for _, status in results} <= {201, 409, 422}
     assert await scalar(database, "SELECT packages_dispensed FROM prescription_holds WHERE key = :key", key=KEY) == 6
     assert await scalar(database, "SELECT sum(packages) FROM prescription_realisations WHERE key = :key", key=KEY) == 6
+
+
+# ----------------------------------------------------------------------------- the access-code limit
+
+
+def _register(code: str, pesel: str) -> dict[str, object]:
+    today = dt.date.today()
+    return {
+        "package_key": f"{uuid.uuid4().int % 10**44:044d}",
+        "access_code": code,
+        "patient_pesel": pesel,
+        "facility_id": "clinic",
+        "issuer_npwz": "1047514",
+        "issued_on": today.isoformat(),
+        "prescriptions": [
+            {
+                "key": f"{uuid.uuid4().int % 10**44:044d}",
+                "drug": "Metformax 500",
+                "packages": 1,
+                "units_per_package": "30",
+                "daily_dose_units": "1",
+                "kind": "standard",
+                "valid_from": today.isoformat(),
+                "valid_until": (today + dt.timedelta(days=30)).isoformat(),
+            }
+        ],
+    }
+
+
+def _pharmacist(settings: Settings, pharmacy: str) -> dict[str, str]:
+    token = issue_token(Claims(sub=f"mgr-{pharmacy}", role="pharmacist", pharmacy_id=pharmacy), settings)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_two_hundred_parallel_wrong_codes_from_one_pharmacy_let_at_most_the_limit_reach_p1(
+    pharmacies: tuple[Settings, str, list[ServiceProcess]], sandbox: ServiceProcess
+) -> None:
+    settings, database, processes = pharmacies
+    pesel = "02070803628"
+    guesser = _pharmacist(settings, "apteka-zgadywacz")
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as client:
+        registered = await client.post(f"{sandbox.url}/sandbox/p1/prescriptions", json=_register("4711", pesel))
+        assert registered.status_code == 201, registered.text
+
+        async def guess(i: int) -> httpx.Response:
+            return await client.post(
+                f"{processes[i % 2].url}/api/v1/pharmacy/prescriptions/lookup",
+                json={"access_code": f"{5000 + i:04d}", "pesel": pesel},
+                headers=guesser,
+            )
+
+        answers = await asyncio.gather(*(guess(i) for i in range(200)))
+        # Then one guess at a time until refused: together with the burst, exactly the limit reached P1.
+        afterwards = [await guess(200 + i) for i in range(6)]
+        right_code_now = await client.post(
+            f"{processes[0].url}/api/v1/pharmacy/prescriptions/lookup",
+            json={"access_code": "4711", "pesel": pesel},
+            headers=guesser,
+        )
+
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {404, 429}, statuses
+    assert statuses.count(404) <= 5  # the per-pharmacy limit: at most 5 of the burst reached P1
+    refused = [a for a in answers + afterwards if a.status_code == 429]
+    assert all(int(a.headers["Retry-After"]) >= 1 and a.json()["limit"] == "pharmacy" for a in refused)
+    later = [a.status_code for a in afterwards]
+    assert statuses.count(404) + later.count(404) == 5 and later[-1] == 429
+    assert right_code_now.status_code == 429  # even the right code waits now: the pharmacy is paused
+    counted = "SELECT count(*) FROM code_attempts WHERE pharmacy_id = :pharmacy"
+    assert await scalar(database, counted, pharmacy="apteka-zgadywacz") == 5
+
+
+async def test_twenty_pharmacies_guessing_one_patients_code_are_stopped_at_the_per_pesel_limit(
+    pharmacies: tuple[Settings, str, list[ServiceProcess]], sandbox: ServiceProcess
+) -> None:
+    settings, _, processes = pharmacies
+    pesel = PESEL
+    tokens = [_pharmacist(settings, f"apteka-{n:02d}") for n in range(20)]
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as client:
+        registered = await client.post(f"{sandbox.url}/sandbox/p1/prescriptions", json=_register("4712", pesel))
+        assert registered.status_code == 201, registered.text
+
+        async def guess(i: int) -> httpx.Response:
+            return await client.post(
+                f"{processes[i % 2].url}/api/v1/pharmacy/prescriptions/lookup",
+                json={"access_code": f"{6000 + i:04d}", "pesel": pesel},
+                headers=tokens[i % 20],
+            )
+
+        answers = await asyncio.gather(*(guess(i) for i in range(100)))  # 5 guesses from each pharmacy
+        afterwards = [await guess(100 + i) for i in range(11)]  # one at a time, from pharmacy after pharmacy
+        honest = await client.post(
+            f"{processes[1].url}/api/v1/pharmacy/prescriptions/lookup",
+            json={"access_code": "4712", "pesel": pesel},
+            headers=_pharmacist(settings, "apteka-uczciwa"),
+        )
+
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {404, 429}, statuses
+    assert statuses.count(404) <= 10  # the per-PESEL limit, whichever pharmacies guessed
+    later = [a.status_code for a in afterwards]
+    assert statuses.count(404) + later.count(404) == 10 and later[-1] == 429
+    assert {a.json()["limit"] for a in answers + afterwards if a.status_code == 429} == {"patient"}
+    assert honest.status_code == 429 and honest.json()["limit"] == "patient" and "Retry-After" in honest.headers

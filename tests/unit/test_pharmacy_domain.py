@@ -262,9 +262,58 @@ def test_a_limit_must_be_positive() -> None:
         LimitTable([LimitRule("codeine", D(0), IN_FORCE)])
 
 
-def test_before_the_first_rule_nothing_is_limited() -> None:
-    result = check((ADVIL, 20), policy=block, age=16, on=dt.date(2016, 12, 31))
-    assert (result.decision, result.reasons, result.substances) == (allow, (), ())
+# ----------------------------------------------------------------------------- sales before 2017 (art. 8 ust. 2)
+
+LAST_DAY_2016 = dt.date(2016, 12, 31)
+
+
+@pytest.mark.parametrize(
+    ("policy", "decision"),
+    [(ask, Decision.warn), (block, Decision.block), (Policy.off, allow), (Policy.warn_from_card, allow)],
+)
+def test_before_2017_two_packages_of_one_product_with_a_listed_substance_break_the_one_package_rule(
+    policy: Policy, decision: Decision
+) -> None:
+    result = check((ADVIL_2016, 2), policy=policy, on=LAST_DAY_2016)
+
+    assert result.decision == decision and result.substances == ()
+    if decision != allow:
+        (reason,) = result.reasons
+        assert (reason.key, reason.product_id, reason.substance) == (
+            "pre_2017_sale_one_package",
+            ADVIL_2016.id,
+            "pseudoephedrine",
+        )
+        assert "jedno opakowanie" in reason.pl and "this sale has 2" in reason.en
+
+
+def test_before_2017_one_package_of_each_product_is_allowed_whatever_the_amounts() -> None:
+    # 120 + 900 + 360 mg of pseudoephedrine: far over today's 720 mg, but one package of each product.
+    result = check(
+        (ADVIL_2016, 1), (STRONG_2016, 1), (GRIPEX, 1), (THIOCODIN, 1), (IBUPROM, 5), policy=block, on=LAST_DAY_2016
+    )
+    assert (result.decision, result.reasons) == (allow, ())
+
+
+def test_before_2017_a_product_split_over_two_lines_is_still_two_packages() -> None:
+    assert keys(check((ACODIN, 1), (ACODIN, 1), policy=block, on=LAST_DAY_2016)) == ["pre_2017_sale_one_package"]
+
+
+def test_before_2017_a_card_without_amounts_is_judged_by_its_substance() -> None:
+    result = check((UNFILLED, 2), policy=block, on=LAST_DAY_2016)
+    assert (result.decision, keys(result)) == (Decision.block, ["pre_2017_sale_one_package"])
+
+
+def test_before_2017_a_buyer_under_18_is_refused_under_every_policy() -> None:
+    for policy in Policy:
+        result = check((THIOCODIN, 1), policy=policy, age=17, on=LAST_DAY_2016)
+        assert (result.decision, keys(result)[0]) == (Decision.block, "under_18")
+    assert check((IBUPROM, 1), age=17, on=LAST_DAY_2016).decision == allow
+
+
+def test_the_one_package_rule_ends_on_31_december_2016() -> None:
+    assert check((ADVIL_2016, 2), policy=block, on=LAST_DAY_2016).decision == Decision.block
+    assert check((ADVIL_2016, 2), policy=block, on=IN_FORCE).decision == allow  # 240 mg: under the limit
 
 
 # ----------------------------------------------------------------------------- policy × level × era

@@ -21,11 +21,15 @@ from services.pharmacy.realisation import (
     OutsideValidity,
     OverVisitCap,
     Prescription,
+    PrescriptionData,
     RealisationError,
     RealisedElsewhere,
     ValidityWindow,
     Visit,
     max_packages_per_visit,
+    packages_left_for_visit,
+    printout_mismatches,
+    realisation_day,
     realise,
     reduction,
     validity_window,
@@ -411,3 +415,119 @@ def test_outage_keeps_every_other_rule() -> None:
 @pytest.mark.parametrize("found_by", list(FoundBy))
 def test_every_lookup_works_when_the_system_is_up(found_by: FoundBy) -> None:
     assert realise(rx(), NOTHING_DISPENSED, visit(ISSUED, found_by=found_by)).packages == 1
+
+
+# ----------------------------------------------------------------------------- the realisation date
+
+TODAY = dt.date(2025, 3, 20)
+
+
+def test_a_realisation_is_dated_today_whatever_else_is_known() -> None:
+    assert realisation_day(TODAY, None, outage=False, p1_down_since=None) == TODAY
+    assert realisation_day(TODAY, None, outage=True, p1_down_since=day(-3, TODAY)) == TODAY
+
+
+@pytest.mark.parametrize("asked", [day(-1, TODAY), TODAY, day(1, TODAY)])
+def test_outside_an_outage_no_date_may_be_chosen_not_even_today(asked: dt.date) -> None:
+    with pytest.raises(RealisationError, match="only for an outage realisation") as refused:
+        realisation_day(TODAY, asked, outage=False, p1_down_since=day(-5, TODAY))
+    assert refused.value.field == "on"
+
+
+def test_an_outage_realisation_is_dated_from_the_day_p1_went_down_through_today() -> None:
+    down = day(-2, TODAY)
+    assert realisation_day(TODAY, down, outage=True, p1_down_since=down) == down
+    assert realisation_day(TODAY, day(-1, TODAY), outage=True, p1_down_since=down) == day(-1, TODAY)
+    assert realisation_day(TODAY, TODAY, outage=True, p1_down_since=down) == TODAY
+    assert realisation_day(TODAY, TODAY, outage=True, p1_down_since=TODAY) == TODAY
+
+
+def test_an_outage_realisation_is_never_dated_before_p1_went_down() -> None:
+    with pytest.raises(RealisationError, match="down since 2025-03-18"):
+        realisation_day(TODAY, day(-3, TODAY), outage=True, p1_down_since=day(-2, TODAY))
+
+
+def test_an_outage_realisation_is_never_dated_in_the_future() -> None:
+    with pytest.raises(RealisationError, match="in the future"):
+        realisation_day(TODAY, day(1, TODAY), outage=True, p1_down_since=day(-2, TODAY))
+
+
+def test_an_outage_realisation_without_a_known_outage_is_dated_today_only() -> None:
+    with pytest.raises(RealisationError, match="not known to be down"):
+        realisation_day(TODAY, day(-1, TODAY), outage=True, p1_down_since=None)
+
+
+# ----------------------------------------------------------------------------- one visit: one pharmacy, one day
+
+
+def test_what_was_dispensed_earlier_the_same_day_counts_towards_the_visits_180_days() -> None:
+    before = Dispensed(packages=3, pharmacy_id=A, reduction_applied=True)
+
+    assert realise(rx(), before, visit(LATER, 3, dispensed_today=3)).packages == 3  # 6 packages: 180 days
+    with pytest.raises(OverVisitCap, match="already dispensed here today") as over:
+        realise(rx(), before, visit(LATER, 4, dispensed_today=3))
+    assert over.value.max_packages == 3 and over.value.field == "packages"
+
+
+def test_a_visit_that_had_its_180_days_gets_nothing_more_that_day_and_all_again_the_next() -> None:
+    before = Dispensed(packages=6, pharmacy_id=A, reduction_applied=True)
+
+    with pytest.raises(OverVisitCap, match="nothing more today") as over:
+        realise(rx(), before, visit(LATER, 1, dispensed_today=6))
+    assert over.value.max_packages == 0
+    assert realise(rx(), before, visit(day(1, LATER), 6, dispensed_today=0)).packages_remaining == 8
+
+
+def test_dispensed_today_cannot_exceed_what_was_ever_dispensed() -> None:
+    with pytest.raises(InvalidPrescription, match="dispensed today"):
+        realise(rx(), Dispensed(packages=2, pharmacy_id=A, reduction_applied=True), visit(LATER, 1, dispensed_today=3))
+
+
+@pytest.mark.parametrize(("today", "left"), [(0, 6), (1, 5), (5, 1), (6, 0), (7, 0)])
+def test_packages_left_for_the_visit(today: int, left: int) -> None:
+    assert packages_left_for_visit(rx(), today) == left
+
+
+# ---------------------------------------------------------------- an outage printout against what P1 showed
+
+SEEN = PrescriptionData(
+    package_key="7" * 44,
+    patient="digest-of-the-patient",
+    drug="Metformax 500",
+    kind="standard",
+    issued_on=ISSUED,
+    valid_from=ISSUED,
+    packages=2,
+    units_per_package=Decimal("30"),
+    daily_dose_units=Decimal("1"),
+)
+
+
+def test_a_printout_matching_what_p1_showed_passes_whatever_the_spelling_of_the_drug() -> None:
+    shown = replace(SEEN, drug="  metformax   500 ", units_per_package=30, daily_dose_units=Fraction(2, 2))
+    assert printout_mismatches(shown, SEEN) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"package_key": "6" * 44}, "package_key"),
+        ({"patient": "digest-of-someone-else"}, "patient_pesel"),
+        ({"drug": "Metformax 850"}, "drug"),
+        ({"kind": "extended"}, "kind"),
+        ({"issued_on": day(-1)}, "issued_on"),
+        ({"valid_from": day(3)}, "valid_from"),
+        ({"packages": 3}, "packages"),
+        ({"units_per_package": Decimal("60")}, "units_per_package"),
+        ({"daily_dose_units": Decimal("0.5")}, "daily_dose_units"),
+    ],
+)
+def test_each_field_of_a_printout_that_differs_is_named(change: dict[str, Any], field: str) -> None:
+    found = printout_mismatches(replace(SEEN, **change), SEEN)
+    assert [f for f, _ in found] == [field]
+    assert "digest" not in found[0][1]  # the patient's digest is never shown
+
+
+def test_an_unknown_patient_is_not_compared_but_the_rest_is() -> None:
+    assert printout_mismatches(replace(SEEN, patient="anyone"), replace(SEEN, patient=None)) == []
+    assert [f for f, _ in printout_mismatches(replace(SEEN, packages=4), replace(SEEN, patient=None))] == ["packages"]
