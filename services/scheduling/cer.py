@@ -75,10 +75,13 @@ async def apply(new_uow: Callable[[], UnitOfWork], inbox_model: type[Any], envel
     return "conflict"
 
 
-async def _holder(uow: UnitOfWork, slot_id: uuid.UUID) -> tuple[uuid.UUID | None, str | None]:
+async def _holder(uow: UnitOfWork, facility: str, slot_id: uuid.UUID) -> tuple[uuid.UUID | None, str | None]:
+    """Who holds the slot in this facility: a notification naming another facility's slot learns nothing."""
     row = (
         await uow.session.execute(
-            sa.select(Booking.id, Booking.patient_pesel).where(Booking.slot_id == slot_id, Booking.status == BOOKED)
+            sa.select(Booking.id, Booking.patient_pesel).where(
+                Booking.facility_id == facility, Booking.slot_id == slot_id, Booking.status == BOOKED
+            )
         )
     ).first()
     return (row[0], row[1]) if row else (None, None)
@@ -131,7 +134,7 @@ async def _conflict(
         key = (facility, note.slot_id, note.patient_pesel)
         state = _remember(uow, await uow.session.get(CerSlotState, key, with_for_update=True), key, note)
         state.conflict = reason[:300]
-        held_by, held_by_pesel = await _holder(uow, note.slot_id)
+        held_by, held_by_pesel = await _holder(uow, facility, note.slot_id)
         uow.emit(
             events.CerConflict(
                 slot_id=note.slot_id,

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from services.integration.domain import sign
 from services.integration.models import CerOutgoing, Outbox
+from services.scheduling.models import Outbox as SchedulingOutbox
 from shared.clock import FixedClock
 from tests.e2e import test_prescriptions_flow as flow
 from tests.e2e.test_prescriptions_flow import FACILITY, PATIENT, PATIENT_2, Clinic
@@ -259,3 +260,32 @@ async def test_what_cer_applies_is_audited_as_cer_in_the_facility(clinic: Clinic
         ("scheduling.booking.create", "system", FACILITY),
     ]
     assert PATIENT not in answer.text
+
+
+async def test_a_notification_naming_another_facilitys_slot_learns_nothing_of_its_patient(clinic: Clinic) -> None:
+    slot = await _slot(clinic)  # this clinic's slot, booked at its desk
+    desk = await clinic.client.post(
+        "/api/v1/scheduling/bookings", json={"slot_id": slot, "patient_pesel": PATIENT_2}, headers=clinic.desk
+    )
+    assert desk.status_code == 201
+    other = "clinic-elsewhere"
+    other_admin = await clinic.token(sub="admin-b", role="facility_admin", facility_id=other)
+    saved = await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=other_admin)
+    assert saved.status_code == 200, saved.text
+    body = _notification(event_id="x1", slot_id=slot, event_type="booking_created_other_entity")
+    answer = await clinic.client.post(f"/webhooks/cer/{other}", content=body, headers=_signed(body))
+    assert answer.status_code == 204, answer.text
+    await clinic.settle()
+    await clinic.service("integration").state.ctx.relay.publish_pending()
+    await clinic.app.state.gateway.bus.drain()
+
+    async with clinic.service("scheduling").state.ctx.sessions() as session:
+        rows = (await session.scalars(sa.select(SchedulingOutbox.envelope))).all()
+    conflicts = [e for e in map(json.loads, rows) if e["type"] == "scheduling.cer.conflict"]
+    assert conflicts, "the other facility's notification was settled as a conflict"
+    for conflict in conflicts:
+        assert conflict["facility_id"] == other
+        assert conflict["payload"]["held_by_pesel"] is None and conflict["payload"]["held_by_booking_id"] is None
+        assert PATIENT_2 not in json.dumps(conflict)
+    slots = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()
+    assert [s["status"] for s in slots if s["id"] == slot] == ["booked"]  # still this clinic's patient
