@@ -32,6 +32,20 @@ class SignatureRejected(ValueError):
     """Why a webhook call is not believed (the API answers 401 with this reason)."""
 
 
+MIN_SECRET_CHARACTERS = 32
+MIN_DISTINCT_SECRET_CHARACTERS = 10
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why a CeR secret is too weak to sign with (None: strong enough). Whoever holds it can book and
+    cancel visits in the facility's name, so a short or repetitive one ("aaaa...", "12121212...") is refused."""
+    if len(secret) < MIN_SECRET_CHARACTERS:
+        return f"must be at least {MIN_SECRET_CHARACTERS} characters"
+    if len(set(secret)) < MIN_DISTINCT_SECRET_CHARACTERS:
+        return f"must use at least {MIN_DISTINCT_SECRET_CHARACTERS} different characters"
+    return None
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"{SIGNATURE_PREFIX}{digest}"

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
 
 from services.integration.cer_scope import CerSpecialty
-from services.integration.domain import SpecialtyCompliance
+from services.integration.domain import SpecialtyCompliance, weak_secret
 from shared.identifiers import Npwz, Pesel
 
 
@@ -62,7 +62,18 @@ class OutgoingOut(BaseModel):
 class CerSettingsIn(_In):
     endpoint: AnyHttpUrl = Field(description="where CeR sends this facility's notifications (the gateway's webhook)")
     email: EmailStr = Field(max_length=254, description="where CeR problems are reported")
-    secret: SecretStr = Field(min_length=16, max_length=200, description="the shared HMAC secret; never returned")
+    secret: SecretStr = Field(
+        max_length=200,
+        description="the shared HMAC secret, at least 32 characters of which 10 different; never returned",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _strong(cls, value: SecretStr) -> SecretStr:
+        problem = weak_secret(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class CerSettingsOut(BaseModel):

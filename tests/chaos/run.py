@@ -351,7 +351,7 @@ async def drills(suite: Suite) -> bool:
             json={
                 "endpoint": f"{suite.gateway}/webhooks/cer/{FACILITY}",
                 "email": "cer@chaos.example",
-                "secret": "chaos-cer-secret-0123456789",
+                "secret": "chaos-cer-secret-0123456789abcdef",
             },
             headers=suite.headers,
         )

@@ -46,3 +46,13 @@ def test_anything_else_is_rejected_with_its_reason(
 ) -> None:
     with pytest.raises(SignatureRejected, match=reason):
         verify_signature(secret, timestamp, signature, body, NOW)
+
+
+def test_a_cer_secret_needs_32_characters_and_some_variety() -> None:
+    from services.integration.domain import weak_secret
+
+    assert weak_secret("a-facility-secret-of-enough-length") is None
+    assert weak_secret("x" * 31 + "y") is not None  # 32 long, 2 different
+    assert "32 characters" in (weak_secret("Sh0rt-but-varied-secret-0123456") or "")  # 31
+    assert "different characters" in (weak_secret("abcabcabc" * 4) or "")  # 36 long, 3 different
+    assert weak_secret("0123456789" * 4) is None  # 40 long, 10 different
