@@ -28,16 +28,23 @@ class Periodic:
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # Cancelled again until it ends: a cancel that lands just as an awaited call completes can be
+        # swallowed by a library below the pass, and a single cancel would then wait for ever.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
 
     async def _run(self) -> None:
         while True:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives just as the wait ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self.wake.wait()
             self.wake.clear()
             try:
                 await self.run_pass()

@@ -16,11 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.pharmacy import domain, schemas, service
-from services.pharmacy.dispensing import Dispensing
+from services.pharmacy.dispensing import LOOKUP_CODE, LOOKUP_CODE_MISS, LOOKUP_KEY, Dispensing, prescription_resource
 from services.pharmacy.models import Product
 from shared.app import ContextDep
+from shared.audit import AuditEntry, record_read
 from shared.auth import CurrentPrincipal, Role, allow
-from shared.problems import PROBLEM_RESPONSES, ProblemError, Unprocessable
+from shared.problems import PROBLEM_RESPONSES, NotFound, ProblemError, Unprocessable
 
 router = APIRouter(prefix="/api/v1/pharmacy", tags=["pharmacy"], responses=PROBLEM_RESPONSES)
 
@@ -244,10 +245,34 @@ async def lookup_prescription(
     """By the key scanned from the printout, the e-mail PDF or mObywatel (it opens that prescription), or by
     the package's access code + PESEL (it opens every prescription of the package; wrong codes are limited
     per pharmacy and per PESEL). A prescription with nothing dispensable here says why in `reason`."""
+    pharmacy = who.require_pharmacy()
     if body.key is not None:
-        return await _dispensing(ctx).lookup_key(who.require_pharmacy(), body.key)
+        found = await _dispensing(ctx).lookup_key(pharmacy, body.key)
+        await record_read(
+            ctx.uow, who, LOOKUP_KEY, [AuditEntry(resource=prescription_resource(body.key))], at=ctx.clock.now()
+        )
+        return found
     assert body.access_code is not None and body.pesel is not None  # the schema requires both together
-    return await _dispensing(ctx).lookup_code(who.require_pharmacy(), body.access_code, body.pesel)
+    try:
+        package = await _dispensing(ctx).lookup_code(pharmacy, body.access_code, body.pesel)
+    except NotFound:
+        # A miss is audited too: guesses at a patient's code are an access attempt on their data.
+        await record_read(
+            ctx.uow,
+            who,
+            LOOKUP_CODE_MISS,
+            [AuditEntry(resource="package", patient_pesel=body.pesel)],
+            at=ctx.clock.now(),
+        )
+        raise
+    await record_read(
+        ctx.uow,
+        who,
+        LOOKUP_CODE,
+        [AuditEntry(resource=prescription_resource(package.package_key), patient_pesel=body.pesel)],
+        at=ctx.clock.now(),
+    )
+    return package
 
 
 @router.post(
@@ -266,4 +291,4 @@ async def realise_prescription(
     """Dated today (Europe/Warsaw) by the server; `on_date` only on an outage realisation (P1 down), from
     the day P1 went down through today. At most 180 days of use per visit: everything this pharmacy
     dispenses of one prescription on one day counts together."""
-    return await _dispensing(ctx).realise(ctx.uow, who.require_pharmacy(), who.sub, body)
+    return await _dispensing(ctx).realise(ctx.uow, who.require_pharmacy(), who, body)

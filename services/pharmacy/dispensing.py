@@ -29,6 +29,8 @@ from services.integration.p1 import P1Client, P1Error, P1NotFound, P1Prescriptio
 from services.pharmacy import code_limit, schemas
 from services.pharmacy import realisation as rules
 from services.pharmacy.models import CodeAttempt, P1Status, PrescriptionHold, PrescriptionRealisation
+from shared.audit import record_access
+from shared.auth import Principal
 from shared.db import upsert_insert, utcnow
 from shared.events import EventPayload
 from shared.outbox import UnitOfWork
@@ -176,6 +178,19 @@ def _not_dispensable(
     return None
 
 
+# The audit's actions (shared/audit.py): every look-up, hit or miss, and every realisation.
+LOOKUP_KEY = "pharmacy.prescription.lookup_key"
+LOOKUP_CODE = "pharmacy.prescription.lookup_code"
+LOOKUP_CODE_MISS = "pharmacy.prescription.lookup_code_miss"
+REALISE = "pharmacy.prescription.realise"
+REALISE_OUTAGE = "pharmacy.prescription.realise_outage"
+
+
+def prescription_resource(key: str) -> str:
+    """The audit names a prescription by its key's last digits: the whole key opens it in any pharmacy."""
+    return f"prescription/…{key[-6:]}"
+
+
 @dataclass
 class Dispensing:
     sessions: async_sessionmaker[AsyncSession]
@@ -228,7 +243,7 @@ class Dispensing:
         self,
         new_uow: Callable[[], UnitOfWork],
         pharmacy_id: str,
-        pharmacist: str,
+        who: Principal,
         body: schemas.RealisationIn,
     ) -> schemas.RealisationOut:
         if body.outage_statement:
@@ -268,7 +283,7 @@ class Dispensing:
             record = PrescriptionRealisation(
                 key=hold.key,
                 pharmacy_id=pharmacy_id,
-                pharmacist=pharmacist,
+                pharmacist=who.sub,
                 packages=body.packages,
                 realised_on=on,
                 outage=body.outage_statement,
@@ -287,6 +302,14 @@ class Dispensing:
                     outage=body.outage_statement,
                 ),
                 facility_id=None,
+            )
+            record_access(
+                uow,
+                who,
+                REALISE_OUTAGE if body.outage_statement else REALISE,
+                prescription_resource(hold.key),
+                body.printout.patient_pesel if body.printout is not None else None,
+                at=self.now(),
             )
             await uow.commit()
         return schemas.RealisationOut(

@@ -206,7 +206,10 @@ async def test_on_the_bus_the_embedded_services_share_each_reports_its_own_subsc
     gateway = create_gateway(make_gateway_settings(tmp_path))
     async with serving(gateway):
         upstreams = gateway.state.gateway.upstreams
-        for service, subscriptions in (("scheduling", {"scheduling-cer"}), ("notifications", {"notifications"})):
+        for service, subscriptions in (
+            ("scheduling", {"scheduling-cer", "scheduling-cer-coverage"}),
+            ("notifications", {"notifications"}),
+        ):
             transport = httpx.ASGITransport(app=upstreams[service].app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 assert (await scrape(client)).labelled("bus_dead_letters_total", "subscription") == subscriptions

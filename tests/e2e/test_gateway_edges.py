@@ -226,7 +226,7 @@ def test_cors_origins_default_to_local_dev_servers_in_development_and_none_in_pr
 ) -> None:
     development = GatewaySettings(environment="development").allowed_cors_origins
     assert {"http://localhost:3000", "http://localhost:5173", "http://127.0.0.1:8080"} <= set(development)
-    secret = "x" * 40
+    secret = "a-real-secret-for-this-deployment-0123456789"
     production = GatewaySettings(environment="production", dev_auth=False, jwt_secret=secret)
     assert production.allowed_cors_origins == []
     assert GatewaySettings(environment="test").allowed_cors_origins == []

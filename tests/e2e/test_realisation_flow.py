@@ -187,3 +187,35 @@ async def test_an_outage_realisation_needs_p1_down_and_reaches_p1_when_it_is_bac
     await forwarder.forward_pending(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
     in_p1 = (await clinic.client.get(f"/sandbox/p1/prescriptions/{key}")).json()
     assert in_p1["packages_dispensed"] == 1 and in_p1["realisations"][0]["outage"] is True
+
+
+async def test_code_lookups_hit_or_miss_and_realisations_are_audited_under_the_pharmacy(clinic: Clinic) -> None:
+    package = await _issued(clinic, _rx(packages=2))
+    key = package["prescriptions"][0]["key"]
+    pharmacist = await _pharmacist(clinic, "apteka-a")
+    lookup = "/api/v1/pharmacy/prescriptions/lookup"
+    wrong = "0000" if package["access_code"] != "0000" else "1111"
+    assert (await clinic.post(lookup, {"access_code": wrong, "pesel": PATIENT}, pharmacist)).status_code == 404
+    hit = await clinic.post(lookup, {"access_code": package["access_code"], "pesel": PATIENT}, pharmacist)
+    assert hit.status_code == 200, hit.text
+    assert (
+        await clinic.post("/api/v1/pharmacy/realizations", {"key": key, "packages": 1}, pharmacist)
+    ).status_code == 201
+    await clinic.settle()
+
+    operator = await clinic.token(sub="ops", role="operator")
+    answer = await clinic.client.get(
+        "/api/v1/audit/events", params={"patient_pesel": PATIENT, "actor": "mgr-apteka-a"}, headers=operator
+    )
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()
+    assert sorted(r["action"] for r in rows) == [
+        "pharmacy.prescription.lookup_code",
+        "pharmacy.prescription.lookup_code_miss",
+    ]
+    assert {r["tenant"] for r in rows} == {"apteka-a"} and PATIENT not in answer.text
+    realised = await clinic.client.get(
+        "/api/v1/audit/events", params={"action": "pharmacy.prescription.realise"}, headers=operator
+    )
+    assert [(r["actor"], r["resource"]) for r in realised.json()] == [("mgr-apteka-a", f"prescription/…{key[-6:]}")]
+    assert key not in realised.text  # the whole key opens the prescription: never in the audit
