@@ -289,3 +289,22 @@ async def test_a_notification_naming_another_facilitys_slot_learns_nothing_of_it
         assert PATIENT_2 not in json.dumps(conflict)
     slots = (await clinic.client.get("/api/v1/scheduling/slots", headers=clinic.desk)).json()
     assert [s["status"] for s in slots if s["id"] == slot] == ["booked"]  # still this clinic's patient
+
+
+async def test_an_unknown_facility_answers_every_bad_call_exactly_as_a_configured_one(clinic: Clinic) -> None:
+    await clinic.client.put("/api/v1/integration/cer/settings", json=SETTINGS, headers=clinic.admin)
+    now = 1_796_000_000
+    clinic.service("integration").state.ctx.clock = FixedClock(dt.datetime.fromtimestamp(now, dt.UTC))
+    body = _notification()
+    cases = {
+        "no headers": {"Content-Type": "application/json"},
+        "not unix seconds": {**_signed(body, at=now), "X-CeR-Timestamp": "yesterday"},
+        "malformed signature": {**_signed(body, at=now), "X-CeR-Signature": "md5=abc"},
+        "stale": _signed(body, at=now - 301),
+        "forged": _signed(body, secret="not-the-facility-secret-0123456789", at=now),
+    }
+    for name, headers in cases.items():
+        known = await clinic.client.post(f"/webhooks/cer/{FACILITY}", content=body, headers=headers)
+        unknown = await clinic.client.post("/webhooks/cer/no-such-clinic", content=body, headers=headers)
+        assert known.status_code == unknown.status_code == 401, name
+        assert known.json()["detail"] == unknown.json()["detail"], name
