@@ -50,6 +50,15 @@ def enqueue(
     )
 
 
+# Needed only until the national system has it: the package's access code opens the patient's
+# prescriptions with a PESEL, so a delivered change keeps no copy (a refused one keeps it for a retry).
+SECRET_PAYLOAD_KEYS = frozenset({"access_code"})
+
+
+def delivered_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in payload.items() if key not in SECRET_PAYLOAD_KEYS}
+
+
 @dataclass
 class Forwarder(Generic[Row]):
     """``deliver`` sends one change; it raises ``unavailable`` to wait, any other client error to reject."""
@@ -129,6 +138,8 @@ class Forwarder(Generic[Row]):
             else:
                 row.status = SENT if error is None else REJECTED
                 row.sent_at = utcnow() if error is None else None
+                if error is None:
+                    row.payload = json.dumps(delivered_payload(json.loads(row.payload)), default=str)
                 if self.on_settled is not None:
                     await self.on_settled(uow, row, error)
             await uow.commit()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from gateway.app import create_app
+from services.integration.models import P1Outgoing
 from services.prescriptions.models import Outbox
 from tests.conftest import make_gateway_settings, running_client
 from tests.support.waiting import eventually
@@ -329,6 +331,17 @@ async def test_issuing_a_package_registers_it_in_p1_and_cancelling_follows(clini
         return package["package_key"] in str((await sandbox.get("/sandbox/p1/received")).json())
 
     await eventually(registered, what="the package registered in P1")
+
+    async def queue_settled() -> bool:  # P1 has it: the queue keeps no copy of the code
+        async with clinic.service("integration").state.ctx.sessions() as session:
+            rows = (await session.execute(sa.select(P1Outgoing.status, P1Outgoing.payload))).all()
+        return bool(rows) and all(status == "sent" for status, _ in rows)
+
+    await eventually(queue_settled, what="the P1 queue settled")
+    async with clinic.service("integration").state.ctx.sessions() as session:
+        payloads = (await session.scalars(sa.select(P1Outgoing.payload))).all()
+    assert any(package["package_key"] in p for p in payloads)
+    assert all("access_code" not in json.loads(p) for p in payloads)  # (4 digits may occur in a key)
     found = await sandbox.post(
         "/sandbox/p1/packages/lookup", json={"access_code": package["access_code"], "pesel": PATIENT}
     )
