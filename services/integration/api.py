@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from services.integration import cer_service, schemas
 from services.integration.cer_service import Reconciler
 from services.integration.models import CerOutgoing, CerSettings, OutgoingMixin, P1Outgoing
+from services.integration.sealed import SecretBox
 from services.integration.service import Ikp
 from shared.app import ContextDep
 from shared.auth import CurrentPrincipal, Role, allow
@@ -21,6 +22,11 @@ router = APIRouter(prefix="/api/v1/integration", tags=["integration"], responses
 
 ADMIN = (Role.facility_admin,)
 CLINIC = (Role.facility_admin, Role.registrar, Role.practitioner, Role.partner)
+
+
+def _secrets(ctx: ContextDep) -> SecretBox:
+    box: SecretBox = ctx.extras["secrets"]
+    return box
 
 
 def _ikp(ctx: ContextDep) -> Ikp:
@@ -108,9 +114,10 @@ async def put_cer_settings(
             row = CerSettings(facility_id=who.require_facility())
             uow.session.add(row)
         row.endpoint, row.email = str(body.endpoint), str(body.email)
-        row.secret = body.secret.get_secret_value()
+        secret = body.secret.get_secret_value()
+        row.secret = _secrets(ctx).seal(secret)
         row.updated_at = utcnow()
-        cer_service.queue_endpoint(uow.session, row)
+        cer_service.queue_endpoint(uow.session, row, secret)
         await uow.commit()
     forwarding: Periodic = ctx.extras["cer_forwarding"]
     forwarding.wake.set()
@@ -228,5 +235,6 @@ async def cer_webhook(facility_id: str, request: Request, ctx: ContextDep) -> Re
             request.headers.get("x-cer-timestamp"),
             request.headers.get("x-cer-signature"),
             ctx.clock.timestamp(),
+            _secrets(ctx).unseal,
         )
     return Response(status_code=204)

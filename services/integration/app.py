@@ -14,6 +14,7 @@ from services.integration.cer_service import Reconciler, cer_forwarder
 from services.integration.models import IdempotencyKey, Inbox, Outbox
 from services.integration.outgoing import Forwarder
 from services.integration.p1 import P1Client
+from services.integration.sealed import SecretBox
 from services.integration.service import Ikp, Poller, p1_forwarder
 from services.integration.settings import (
     EMBEDDED_CER_PATH,
@@ -98,6 +99,10 @@ def create_app(
     )
     reconciler = Reconciler(ctx.sessions, ctx.uow, cer, scheduling, config.timezone)
     ctx.extras.update(
+        secrets=SecretBox(
+            config.secrets_key.get_secret_value() if config.secrets_key else None,
+            config.jwt_secret.get_secret_value(),
+        ),
         p1=p1,
         scheduling=scheduling,
         ikp=ikp,

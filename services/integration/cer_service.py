@@ -90,7 +90,13 @@ _NOBODYS_SECRET = secrets.token_hex(32)
 
 
 async def accept_notification(
-    uow: UnitOfWork, facility_id: str, raw: bytes, timestamp: str | None, signature: str | None, now: float
+    uow: UnitOfWork,
+    facility_id: str,
+    raw: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    now: float,
+    unseal: Callable[[str], str],
 ) -> bool:
     """Verify, parse and record a CeR notification; False when its event id was seen before.
 
@@ -100,7 +106,7 @@ async def accept_notification(
     settings = await uow.session.get(CerSettings, facility_id)
     # An unknown facility goes through the same checks against a secret nobody holds, so its answers
     # (missing headers, a stale timestamp, a bad signature) and their timing are a configured one's.
-    secret = settings.secret if settings is not None else _NOBODYS_SECRET
+    secret = unseal(settings.secret) if settings is not None else _NOBODYS_SECRET
     try:
         domain.verify_signature(secret, timestamp, signature, raw, now)
     except domain.SignatureRejected as exc:
@@ -172,9 +178,9 @@ def concerns_cer(envelope: Envelope) -> bool:
     return True
 
 
-def queue_endpoint(session: AsyncSession, row: CerSettings) -> None:
+def queue_endpoint(session: AsyncSession, row: CerSettings, secret: str) -> None:
     """The administrator's settings go to CeR's panel too: CeR signs with the secret and calls the endpoint."""
-    body = NotificationSettings(endpoint=row.endpoint, email=row.email, secret=row.secret)
+    body = NotificationSettings(endpoint=row.endpoint, email=row.email, secret=secret)
     _queue(session, row.facility_id, CER_REGISTER_ENDPOINT, uuid.uuid4(), body.model_dump(mode="json"))
 
 

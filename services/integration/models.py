@@ -80,7 +80,7 @@ class CerSettings(Base):
     facility_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     endpoint: Mapped[str] = mapped_column(sa.String(500))
     email: Mapped[str] = mapped_column(sa.String(254))
-    secret: Mapped[str] = mapped_column(sa.String(200))
+    secret: Mapped[str] = mapped_column(sa.Text())  # sealed (services/integration/sealed.py)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

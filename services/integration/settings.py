@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from shared.peers import PeerAddress, PeerApps, peer_address
 from shared.settings import Settings
@@ -31,6 +31,9 @@ class IntegrationSettings(Settings):
     cer_retry_max_seconds: float = Field(default=300.0, gt=0)
     # How often CeR's bookings are compared with the local ones (also on demand: POST /cer/reconcile).
     cer_reconcile_seconds: float = Field(default=900.0, gt=0)
+    # A Fernet key (``Fernet.generate_key()``) sealing the facilities' CeR secrets at rest; unset: one
+    # derived from JWT_SECRET.
+    secrets_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _real_systems_in_production(self) -> IntegrationSettings:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.integration.domain import sign
-from services.integration.models import CerOutgoing, Outbox
+from services.integration.models import CerOutgoing, CerSettings, Outbox
 from services.scheduling.models import Outbox as SchedulingOutbox
 from shared.clock import FixedClock
 from tests.e2e import test_prescriptions_flow as flow
@@ -42,6 +42,10 @@ async def test_the_cer_secret_is_stored_but_never_returned(clinic: Clinic, capsy
         queued = (await session.execute(sa.select(CerOutgoing.status, CerOutgoing.payload))).all()
     assert [status for status, _ in queued] == ["sent"]
     assert SETTINGS["endpoint"] in queued[0][1] and SETTINGS["secret"] not in queued[0][1]
+    # At rest the secret is sealed: a copy of the database does not sign CeR notifications.
+    async with integration.sessions() as session:
+        stored = await session.scalar(sa.select(CerSettings.secret))
+    assert stored is not None and stored.startswith("fernet:") and SETTINGS["secret"] not in stored
     output = capsys.readouterr()
     assert SETTINGS["secret"] not in output.out + output.err
 
