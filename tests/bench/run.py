@@ -194,7 +194,7 @@ async def realisations_through_gateway(client: httpx.AsyncClient, settings: Sett
         return post
 
     await drive(Run("issue orders"), [issue() for _ in range(REALISATIONS)])
-    body = {"months": [today.strftime("%Y-%m")], "pieces": 90, "unit_price": "1.50", "realized_on": today.isoformat()}
+    body = {"months": [today.strftime("%Y-%m")], "pieces": 90, "unit_price": "1.50"}  # dated by the server
 
     def realise(number: str) -> Callable[[], Awaitable[int]]:
         async def post() -> int:
