@@ -189,11 +189,13 @@ async def get_request(request_id: uuid.UUID, ctx: ContextDep, who: CurrentPrinci
 async def issue(
     request_id: uuid.UUID, body: schemas.IssueIn, ctx: ContextDep, who: CurrentPrincipal
 ) -> schemas.IssueOut:
-    if body.issuer_npwz != who.npwz:
+    if who.npwz is None:
+        raise Forbidden("this token names no NPWZ: a practitioner issues under their own")
+    if body.issuer_npwz is not None and body.issuer_npwz != who.npwz:
         raise Forbidden("a practitioner issues under their own NPWZ only")
     scheduling: SchedulingClient = ctx.extras["scheduling"]
     try:
-        registered = await scheduling.practitioner_by_npwz(who.require_facility(), body.issuer_npwz)
+        registered = await scheduling.practitioner_by_npwz(who.require_facility(), who.npwz)
     except SchedulingClientError as exc:
         raise ProblemError(
             "the scheduling service cannot confirm the issuer's record; try again",

@@ -184,7 +184,9 @@ class PrescriptionIn(_In):
 
 
 class IssueIn(_In):
-    issuer_npwz: Npwz
+    issuer_npwz: Npwz | None = Field(
+        default=None, description="optional: the issuer is the practitioner of the token; another NPWZ answers 403"
+    )
     issuer_profession: Profession
     # More than 5 is refused by the package rule with its own sentence; 50 only bounds the body.
     prescriptions: list[PrescriptionIn] = Field(min_length=1, max_length=50)

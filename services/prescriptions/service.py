@@ -477,8 +477,8 @@ def _drafts(body: schemas.IssueIn) -> list[domain.PrescriptionDraft]:
     return drafts
 
 
-def check_issuer(body: schemas.IssueIn, registered: PractitionerOut | None) -> None:
-    """The quantity limit follows the profession on the practitioner's record, not the one claimed."""
+def check_issuer(body: schemas.IssueIn, registered: PractitionerOut | None) -> PractitionerOut:
+    """The issuer's record: the quantity limit follows its profession, not the one claimed."""
     if registered is None:
         raise Unprocessable.field("body.issuer_npwz", "no practitioner with this NPWZ works in this facility")
     if registered.profession.value != body.issuer_profession.value:
@@ -486,6 +486,7 @@ def check_issuer(body: schemas.IssueIn, registered: PractitionerOut | None) -> N
             "body.issuer_profession",
             f"the practitioner's record says {registered.profession.value}, not {body.issuer_profession.value}",
         )
+    return registered
 
 
 async def issue(
@@ -498,10 +499,10 @@ async def issue(
 ) -> schemas.IssueOut:
     """``registered``: the issuer's record in scheduling (None: no such NPWZ in the facility)."""
     request = await get_request(uow.session, facility_id, request_id)
-    check_issuer(body, registered)
+    issuer_npwz = check_issuer(body, registered).npwz
     if request.status == REFUSED:
         raise Conflict("every item of this request was refused: there is nothing to issue", code="request-refused")
-    issuer = domain.Issuer(body.issuer_npwz, domain.Profession(body.issuer_profession.value))
+    issuer = domain.Issuer(issuer_npwz, domain.Profession(body.issuer_profession.value))
     taken = set(
         await uow.session.scalars(
             sa.select(PrescriptionPackage.access_code).where(PrescriptionPackage.patient_pesel == request.patient_pesel)
@@ -517,7 +518,7 @@ async def issue(
         facility_id=facility_id,
         request_id=request.id,
         patient_pesel=request.patient_pesel,
-        issuer_npwz=body.issuer_npwz,
+        issuer_npwz=issuer_npwz,
         issuer_profession=body.issuer_profession.value,
         issued_on=today,
         prescriptions=[

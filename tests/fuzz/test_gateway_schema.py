@@ -44,6 +44,9 @@ CLAIMS: dict[str, dict[str, str]] = {
 }
 ran: list[str] = []
 
+# The last test counts what the fuzz test ran in this process: both stay on one worker, in order.
+pytestmark = pytest.mark.xdist_group("fuzz")
+
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
