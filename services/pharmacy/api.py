@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from services.pharmacy import domain, schemas, service
 from services.pharmacy.dispensing import LOOKUP_CODE, LOOKUP_CODE_MISS, LOOKUP_KEY, Dispensing, prescription_resource
 from services.pharmacy.models import Product
+from services.pharmacy.settings import PharmacySettings
 from shared.app import ContextDep
 from shared.audit import AuditEntry, record_read
 from shared.auth import CurrentPrincipal, Role, allow
@@ -99,8 +100,16 @@ async def import_products(request: Request, ctx: ContextDep, who: CurrentPrincip
     # A 10 MiB file takes a second to parse: off the event loop, and before the write transaction
     # (on SQLite that holds the database's one write lock).
     parsed = await asyncio.to_thread(service.read_catalogue, text, limits)
-    async with ctx.uow() as uow:
-        return await service.import_products(uow, pharmacy_id, parsed, limits, _today(ctx))
+    config = PharmacySettings.from_settings(ctx.settings)
+    return await service.import_products(
+        ctx.uow,
+        pharmacy_id,
+        parsed,
+        limits,
+        _today(ctx),
+        batch_size=config.import_batch_products,
+        max_products=config.max_products_per_pharmacy,
+    )
 
 
 def _csv_text(content_type: str, body: bytes) -> str:

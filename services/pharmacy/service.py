@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from shared.problems import Conflict, FieldError, NotFound, Unprocessable
 # Names per IN (...) when looking for products already in the catalogue: under SQLite's bound-variable limit.
 LOOKUP_CHUNK = 500
 ALREADY_IN_CATALOGUE = "a product with this name and marketed_on is already in your catalogue"
+ADDED_MEANWHILE = "a product of this part of the file was added by another request at the same time; send it again"
 
 
 async def limit_table(session: AsyncSession) -> domain.LimitTable:
@@ -127,14 +128,53 @@ def read_catalogue(text: str, limits: domain.LimitTable) -> ParsedCatalogue:
 
 
 async def import_products(
-    uow: UnitOfWork, pharmacy_id: str, parsed: ParsedCatalogue, limits: domain.LimitTable, today: dt.date
+    new_uow: Callable[[], UnitOfWork],
+    pharmacy_id: str,
+    parsed: ParsedCatalogue,
+    limits: domain.LimitTable,
+    today: dt.date,
+    *,
+    batch_size: int,
+    max_products: int,
 ) -> schemas.ImportOut:
-    session = uow.session
-    parsed.reject_products(await _already_in_catalogue(session, pharmacy_id, parsed.products), ALREADY_IN_CATALOGUE)
+    """Writes the file's products in transactions of ``batch_size``: a 10 MiB file no longer holds the
+    database's write lock (SQLite's only one) for the whole import. A batch is all or nothing; what a
+    batch could not take is rejected line by line with the reason, never dropped."""
+    drafts, imported = list(parsed.products), []
+    for start in range(0, len(drafts), batch_size):
+        batch = drafts[start : start + batch_size]
+        async with new_uow() as uow:
+            present = await _already_in_catalogue(uow.session, pharmacy_id, batch)
+            fresh = [draft for draft in batch if draft.key not in present]
+            held = await uow.session.scalar(
+                sa.select(sa.func.count()).select_from(Product).where(Product.pharmacy_id == pharmacy_id)
+            )
+            room = max(max_products - int(held or 0), 0)
+            taken, over_cap = fresh[:room], fresh[room:]
+            await _insert_products(uow, pharmacy_id, taken, limits, today)
+            try:
+                await uow.commit()
+            except IntegrityError:
+                parsed.reject_products([d.key for d in taken], ADDED_MEANWHILE)
+                taken = []
+        parsed.reject_products(present, ALREADY_IN_CATALOGUE)
+        parsed.reject_products([d.key for d in over_cap], f"the catalogue holds at most {max_products} products")
+        imported.extend(taken)
+    parsed.products = imported
+    return schemas.ImportOut(
+        imported=parsed.imported_lines,
+        products=len(parsed.products),
+        rejected=[schemas.ImportRejection(line=r.line, error=r.error) for r in parsed.rejected],
+    )
+
+
+async def _insert_products(
+    uow: UnitOfWork, pharmacy_id: str, drafts: Sequence[ProductDraft], limits: domain.LimitTable, today: dt.date
+) -> None:
     products: list[dict[str, Any]] = []
     substances: list[dict[str, Any]] = []
     now = utcnow()
-    for draft in parsed.products:
+    for draft in drafts:
         product_id = uuid.uuid4()
         products.append(
             {
@@ -151,20 +191,8 @@ async def import_products(
         ]
     if products:
         # Core executemany on the tables: a 10 MiB file through the ORM's insert went row by row (5× slower).
-        await session.execute(sa.insert(Base.metadata.tables[Product.__tablename__]), products)
-        await session.execute(sa.insert(Base.metadata.tables[ProductSubstance.__tablename__]), substances)
-    try:
-        await uow.commit()
-    except IntegrityError as exc:
-        raise Conflict(
-            "a product of this file was added by another request at the same time; send the file again",
-            code="product-exists",
-        ) from exc
-    return schemas.ImportOut(
-        imported=parsed.imported_lines,
-        products=len(parsed.products),
-        rejected=[schemas.ImportRejection(line=r.line, error=r.error) for r in parsed.rejected],
-    )
+        await uow.session.execute(sa.insert(Base.metadata.tables[Product.__tablename__]), products)
+        await uow.session.execute(sa.insert(Base.metadata.tables[ProductSubstance.__tablename__]), substances)
 
 
 async def _already_in_catalogue(

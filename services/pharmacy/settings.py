@@ -19,6 +19,10 @@ class PharmacySettings(Settings):
     # pharmacist's typos, too few to walk the 10,000 codes (a key scan is never limited).
     lookup_failures_allowed_per_pesel: int = Field(default=10, ge=1)
     lookup_failure_window_per_pesel_seconds: int = Field(default=3600, ge=1)
+    # A CSV import writes this many products per transaction, so other pharmacies' writes get through
+    # between them (SQLite has one write lock); and no pharmacy's catalogue grows past the cap.
+    import_batch_products: int = Field(default=500, ge=1)
+    max_products_per_pharmacy: int = Field(default=50_000, ge=1)
 
     @model_validator(mode="after")
     def _real_p1_in_production(self) -> PharmacySettings:

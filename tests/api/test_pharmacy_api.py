@@ -682,3 +682,35 @@ async def test_a_refusal_names_only_this_pharmacys_products(pharmacy: Pharmacy, 
     answer = await pharmacy.client.post(f"{API}/sales/refusals", json=body, headers=pharmacy.pharmacist)
 
     assert_problem(answer, 422, "body.lines.0.product_id")
+
+
+# ----------------------------------------------------------------------------- imports in short batches
+
+
+async def test_an_import_writes_in_short_transactions_and_stops_at_the_catalogue_cap(
+    settings: Settings, auth: Callable[..., Headers], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import event
+
+    from services.pharmacy.app import create_app
+
+    monkeypatch.setenv("IMPORT_BATCH_PRODUCTS", "2")
+    monkeypatch.setenv("MAX_PRODUCTS_PER_PHARMACY", "4")
+    app = create_app(settings)
+    commits: list[int] = []
+    event.listen(app.state.ctx.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    async for client in running_client(app):
+        pharmacy = Pharmacy(client, auth)
+        await pharmacy.product({**ADVIL, "name": "Lek C", "marketed_on": "2020-01-01"})  # already in the catalogue
+        lines = [f"Lek {letter},2020-01-01,Pseudoephedrinum,120" for letter in "ABCDEF"]
+        commits.clear()
+        answer = await pharmacy.import_csv("name,marketed_on,substance,mg_per_package\n" + "\n".join(lines) + "\n")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["products"] == 3  # 1 held + 3 = the cap of 4
+        rejected = {r["line"]: r["error"] for r in body["rejected"]}
+        assert "already in your catalogue" in rejected[4]  # Lek C
+        assert [line for line, error in rejected.items() if "at most 4 products" in error] == [6, 7]
+        assert len(commits) >= 3  # six products, two per transaction: other writers get the lock between
+        names = sorted(p["name"] for p in await pharmacy.products())
+        assert names == ["Lek A", "Lek B", "Lek C", "Lek D"]
