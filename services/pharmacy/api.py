@@ -36,10 +36,6 @@ CSV_EXAMPLE = (
 )
 
 
-def _today(ctx: ContextDep) -> dt.date:
-    return ctx.today()
-
-
 def _with_openapi(route: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``allow(...)`` route arguments with more OpenAPI (``allow`` owns ``openapi_extra``)."""
     return {**route, "openapi_extra": {**route["openapi_extra"], **extra}}
@@ -55,7 +51,7 @@ def _product_view(product: Product) -> schemas.ProductOut:
 @router.post("/products", status_code=201, response_model=schemas.ProductOut, **allow(*PHARMACY))
 async def create_product(body: schemas.ProductIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.ProductOut:
     async with ctx.uow() as uow:
-        product = await service.create_product(uow, who.require_pharmacy(), body, _today(ctx))
+        product = await service.create_product(uow, who.require_pharmacy(), body, ctx.today())
     return _product_view(product)
 
 
@@ -69,7 +65,7 @@ async def update_product(
     product_id: uuid.UUID, body: schemas.ProductIn, ctx: ContextDep, who: CurrentPrincipal
 ) -> schemas.ProductOut:
     async with ctx.uow() as uow:
-        product = await service.update_product(uow, who.require_pharmacy(), product_id, body, _today(ctx))
+        product = await service.update_product(uow, who.require_pharmacy(), product_id, body, ctx.today())
     return _product_view(product)
 
 
@@ -106,7 +102,7 @@ async def import_products(request: Request, ctx: ContextDep, who: CurrentPrincip
         pharmacy_id,
         parsed,
         limits,
-        _today(ctx),
+        ctx.today(),
         batch_size=config.import_batch_products,
         max_products=config.max_products_per_pharmacy,
     )
@@ -180,7 +176,7 @@ async def put_settings(body: schemas.SettingsIn, ctx: ContextDep, who: CurrentPr
     **allow(*PHARMACY),
 )
 async def check_sale(body: schemas.SaleCheckIn, ctx: ContextDep, who: CurrentPrincipal) -> schemas.SaleCheckOut:
-    on = body.on_date or _today(ctx)
+    on = body.on_date or ctx.today()
     async with ctx.sessions() as session:
         check, policy = await service.check_sale(session, who.require_pharmacy(), body, on)
     return sale_check_view(check, policy, on)
